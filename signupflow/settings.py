@@ -1,0 +1,109 @@
+"""All settings in one place, read from the environment (prefix ``SIGNUPFLOW_``).
+
+Every process (workers, CLI, tests) calls :func:`get_settings`; tests and the CLI change behaviour
+only through environment variables, so a worker started as a subprocess sees the same values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+SERVICES = ("auth", "member", "batch")
+PREFIX = "SIGNUPFLOW_"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration; see README "Settings" for each variable."""
+
+    data_dir: Path
+    broker_home: Path
+    broker_port: int
+    kafka_broker: str
+    database_urls: Mapping[str, str]
+    web_host: str
+    web_ports: Mapping[str, int]
+    partitions: int
+    session_timeout: float
+    scrypt_n: int
+    max_event_bytes: int
+    log_level: str
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port[,host:port]`` for plain Kafka clients (aiokafka, kcat)."""
+        return ",".join(u.split("://", 1)[-1] for u in self.kafka_broker.split(";"))
+
+    def database_url(self, service: str) -> str:
+        return self.database_urls[service]
+
+    def web_url(self, service: str) -> str:
+        return f"http://{self.web_host}:{self.web_ports[service]}"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default ``os.environ``)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get(PREFIX + "DATA_DIR") or "var").resolve()
+    broker_port = _int(env, "BROKER_PORT", 9092)
+    kafka_broker = env.get(PREFIX + "KAFKA_BROKER") or f"kafka://127.0.0.1:{broker_port}"
+    db_urls = {
+        s: env.get(f"{PREFIX}{s.upper()}_DATABASE_URL") or _sqlite_url(data_dir / f"{s}.db")
+        for s in SERVICES
+    }
+    defaults = {"auth": 6066, "member": 6067, "batch": 6068}
+    ports = {s: _int(env, f"{s.upper()}_WEB_PORT", p) for s, p in defaults.items()}
+    partitions = _int(env, "PARTITIONS", 4)
+    if partitions < 1:
+        raise ValueError(f"{PREFIX}PARTITIONS must be at least 1, got {partitions}")
+    scrypt_n = _int(env, "SCRYPT_N", 2**14)
+    if scrypt_n < 2**12 or scrypt_n & (scrypt_n - 1):
+        raise ValueError(f"{PREFIX}SCRYPT_N must be a power of two >= 4096, got {scrypt_n}")
+    return Settings(
+        data_dir=data_dir,
+        broker_home=Path(env.get(PREFIX + "BROKER_HOME") or data_dir / "broker").resolve(),
+        broker_port=broker_port,
+        kafka_broker=kafka_broker,
+        database_urls=db_urls,
+        web_host=env.get(PREFIX + "WEB_HOST") or "127.0.0.1",
+        web_ports=ports,
+        partitions=partitions,
+        session_timeout=_float(env, "SESSION_TIMEOUT", 10.0),
+        scrypt_n=scrypt_n,
+        max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * 1024),
+        log_level=env.get(PREFIX + "LOG_LEVEL") or "info",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()

@@ -1,0 +1,58 @@
+"""Topic names and their explicit creation.
+
+Topics are created up front with the configured partition count: all data topics of one flow
+share that count, so a member's events land in the same partition number on every hop, and a
+Faust table's changelog matches the topic that feeds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+PROFILE_INSERT = "profile-insert"
+PARTNER_CREATED = "partner-created"
+DLQ_SUFFIX = ".dlq"
+DATA_TOPICS = (PROFILE_INSERT, PARTNER_CREATED)
+
+
+def dlq_topic(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+def all_topics() -> list[str]:
+    """Every topic signupflow itself reads or writes (Faust adds its own internal ones)."""
+    return [*DATA_TOPICS, *(dlq_topic(t) for t in DATA_TOPICS)]
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic has another partition count than the settings ask for."""
+
+
+async def ensure_topics(bootstrap: str, partitions: int, names: Iterable[str] | None = None) -> None:
+    """Create missing topics; refuse to run against a topic with another partition count."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    wanted = list(names) if names is not None else all_topics()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+        described = await admin.describe_topics(wanted)
+        for topic in described:
+            count = len(topic["partitions"])
+            if count != partitions:
+                raise TopicMismatch(
+                    f"topic {topic['topic']!r} has {count} partitions but "
+                    f"SIGNUPFLOW_PARTITIONS={partitions}; use the same count everywhere"
+                )
+    finally:
+        await admin.close()
