@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -266,7 +267,5 @@ def stop(home: Path, timeout: float = 30.0) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if ``pid`` is our child (so it does not linger as a zombie)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -7,6 +7,7 @@ Faust table's changelog matches the topic that feeds it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 PROFILE_INSERT = "profile-insert"
@@ -28,7 +29,9 @@ class TopicMismatch(RuntimeError):
     """An existing topic has another partition count than the settings ask for."""
 
 
-async def ensure_topics(bootstrap: str, partitions: int, names: Iterable[str] | None = None) -> None:
+async def ensure_topics(
+    bootstrap: str, partitions: int, names: Iterable[str] | None = None
+) -> None:
     """Create missing topics; refuse to run against a topic with another partition count."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
@@ -40,12 +43,10 @@ async def ensure_topics(bootstrap: str, partitions: int, names: Iterable[str] | 
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass
         described = await admin.describe_topics(wanted)
         for topic in described:
             count = len(topic["partitions"])

@@ -1,0 +1,210 @@
+"""The ``signupflow`` command line: run the system, feed it signups, look at its state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import click
+
+from signupflow import broker as local_broker
+from signupflow.settings import SERVICES, get_settings
+
+
+def fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """signupflow: signups flow auth -> member -> batch over Apache Kafka (Faust)."""
+
+
+# --- broker ---------------------------------------------------------------------------------
+
+@main.group()
+def broker() -> None:
+    """The local single-node Apache Kafka broker (no Docker needed)."""
+
+
+@broker.command("start")
+@click.option("--port", type=int, default=None,
+              help="Port on 127.0.0.1 (default SIGNUPFLOW_BROKER_PORT or 9092; 0 = any free).")
+def broker_start(port: int | None) -> None:
+    """Fetch Kafka (first time), start it, create the topics. Safe to run twice."""
+    from signupflow.topics import ensure_topics
+
+    s = get_settings()
+    try:
+        status = local_broker.start(s.broker_home, s.broker_port if port is None else port)
+        asyncio.run(ensure_topics(status.bootstrap, s.partitions))
+    except (local_broker.BrokerError, RuntimeError) as exc:
+        fail(str(exc))
+    click.echo(f"broker {status.describe()}")
+
+
+@broker.command("stop")
+def broker_stop() -> None:
+    """Stop the local broker by PID."""
+    stopped = local_broker.stop(get_settings().broker_home)
+    click.echo("broker stopped" if stopped else "broker was not running")
+
+
+@broker.command("status")
+def broker_status() -> None:
+    """Say whether the local broker runs (exit 1 if not)."""
+    status = local_broker.status(get_settings().broker_home)
+    click.echo(f"broker {status.describe()}")
+    sys.exit(0 if status.running else 1)
+
+
+# --- workers --------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("service", type=click.Choice(SERVICES))
+@click.option("-l", "--loglevel", default=None, help="Faust log level (default: settings).")
+def worker(service: str, loglevel: str | None) -> None:
+    """Run one service's Faust worker (same as `faust -A signupflow.streams.SERVICE worker`)."""
+    from signupflow.supervisor import worker_command
+
+    cmd = worker_command(service, loglevel or get_settings().log_level)
+    os.execv(cmd[0], cmd)
+
+
+@main.command()
+@click.option("--detach", is_flag=True, help="Start everything and return.")
+def up(detach: bool) -> None:
+    """Run the whole system: broker + auth, member, batch workers (with their web views)."""
+    from signupflow.supervisor import start_worker, stop_process, wait_http
+    from signupflow.topics import ensure_topics
+
+    s = get_settings()
+    click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
+    try:
+        status = local_broker.start(s.broker_home, s.broker_port)
+        asyncio.run(ensure_topics(status.bootstrap, s.partitions))
+    except (local_broker.BrokerError, RuntimeError) as exc:
+        fail(str(exc))
+    click.echo(f"broker {status.describe()}")
+    logs = s.data_dir / "log"
+    procs = {}
+    for service in SERVICES:
+        procs[service] = start_worker(service, logs / f"{service}.log", log_level=s.log_level)
+        (s.data_dir / f"{service}.pid").write_text(str(procs[service].pid))
+    try:
+        for service, proc in procs.items():
+            wait_http(s.web_url(service) + "/", 60, proc)
+    except (RuntimeError, TimeoutError) as exc:
+        for proc in procs.values():
+            stop_process(proc)
+        fail(f"{exc}; see the logs in {logs}")
+    click.echo(f"""
+signupflow is up.
+  auth    POST {s.web_url('auth')}/signup   (log {logs / 'auth.log'})
+  member  {s.web_url('member')}/            (log {logs / 'member.log'})
+  batch   {s.web_url('batch')}/partners/  and  {s.web_url('batch')}/partners.html
+  data    {s.data_dir}  (auth.db, member.db, batch.db)
+
+Try:  signupflow signup --count 20   then   signupflow tables
+""")
+    if detach:
+        click.echo("stop with: signupflow down")
+        return
+    click.echo("Ctrl-C stops the workers and the broker.")
+    try:
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+        dead = [n for n, p in procs.items() if p.poll() is not None]
+        click.secho(f"worker(s) {', '.join(dead)} exited; see {logs}", fg="red", err=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs.values():
+            stop_process(proc)
+        local_broker.stop(s.broker_home)
+        click.echo("stopped.")
+
+
+@main.command()
+def down() -> None:
+    """Stop what `signupflow up --detach` started (workers by PID, then the broker)."""
+    import signal as sig
+
+    s = get_settings()
+    for service in SERVICES:
+        pid_file = s.data_dir / f"{service}.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), sig.SIGTERM)
+                click.echo(f"stopped {service} worker")
+            except (ProcessLookupError, ValueError):
+                pass
+            pid_file.unlink()
+    click.echo("broker stopped" if local_broker.stop(s.broker_home) else "broker not running")
+
+
+# --- signups and tables ---------------------------------------------------------------------
+
+@main.command()
+@click.option("--count", "-n", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
+@click.option("--partner-ratio", type=click.FloatRange(0, 1), default=0.3, show_default=True)
+@click.option("--url", default=None, help="auth service base URL (default from settings).")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--seed", type=int, default=None, help="Make the fake data reproducible.")
+@click.option("--json-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Post the signups in this JSON array instead of fake ones.")
+def signup(count: int, partner_ratio: float, url: str | None, concurrency: int,
+           seed: int | None, json_file: Path | None) -> None:
+    """POST realistic fake signups to the auth service and print the outcome."""
+    from signupflow.client import post_signups
+    from signupflow.domain.fake import fake_signups
+
+    url = url or get_settings().web_url("auth")
+    if json_file is not None:
+        try:
+            bodies = json.loads(json_file.read_text())
+        except json.JSONDecodeError as exc:
+            fail(f"{json_file} is not valid JSON: {exc}")
+        if not isinstance(bodies, list):
+            fail(f"{json_file} must hold a JSON array of signup objects")
+    else:
+        bodies = fake_signups(count, partner_ratio, seed)
+    with click.progressbar(length=len(bodies), label="signups", file=sys.stderr) as bar:
+        try:
+            tally = asyncio.run(post_signups(url, bodies, concurrency, lambda _: bar.update(1)))
+        except OSError as exc:
+            fail(f"cannot reach the auth service at {url}: {exc}")
+    click.echo(tally.summary())
+    for outcome in tally.rejected[:5]:
+        click.echo(f"  {outcome.status}: {json.dumps(outcome.body)}", err=True)
+    sys.exit(1 if tally.rejected else 0)
+
+
+@main.command()
+@click.option("--url", default=None, help="batch service base URL (default from settings).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def tables(url: str | None, as_json: bool) -> None:
+    """Show the partner-summary Faust table (read through the batch web view)."""
+    url = (url or get_settings().web_url("batch")).rstrip("/") + "/partners/"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            data = json.load(resp)
+    except OSError as exc:
+        fail(f"cannot read {url}: {exc}")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"partner-summary: {data['count']} partners")
+    for row in data["partners"]:
+        click.echo(f"  {row['partner_id']}  {row['nickname']:<24} styles={row['style_count']}"
+                   f"  joined {row['joined_at']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""HTTP client side of ``POST /signup``: concurrent posting with a tally of the outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+
+@dataclass
+class SignupOutcome:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
+class Tally:
+    accepted: list[SignupOutcome] = field(default_factory=list)
+    rejected: list[SignupOutcome] = field(default_factory=list)
+
+    def reasons(self) -> Counter[str]:
+        return Counter(f"{o.status} {o.body.get('error', '?')}" for o in self.rejected)
+
+    def summary(self) -> str:
+        partners = sum(1 for o in self.accepted if o.body.get("role") == "PARTNER")
+        line = (f"accepted {len(self.accepted)} ({partners} partners, "
+                f"{len(self.accepted) - partners} users), rejected {len(self.rejected)}")
+        if self.rejected:
+            line += ": " + ", ".join(f"{n}x {r}" for r, n in self.reasons().most_common())
+        return line
+
+
+async def post_signup(session: aiohttp.ClientSession, url: str, body: Any) -> SignupOutcome:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    async with session.post(url, data=data,
+                            headers={"Content-Type": "application/json"}) as resp:
+        raw = await resp.read()
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = {"error": raw[:200].decode("utf-8", "replace")}
+    return SignupOutcome(resp.status, parsed if isinstance(parsed, dict) else {"body": parsed})
+
+
+async def post_signups(
+    base_url: str, bodies: Sequence[Any], concurrency: int = 8,
+    progress: Callable[[SignupOutcome], None] | None = None,
+) -> Tally:
+    """POST every body to ``base_url``/signup with ``concurrency`` requests in flight."""
+    url = base_url.rstrip("/") + "/signup"
+    tally = Tally()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            outcome = await post_signup(session, url, queue.get_nowait())
+            (tally.accepted if outcome.status == 201 else tally.rejected).append(outcome)
+            if progress:
+                progress(outcome)
+
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(worker(session) for _ in range(max(1, concurrency))))
+    return tally

@@ -1,0 +1,66 @@
+"""Async database engines (SQLite by default, any SQLAlchemy async URL works) and upserts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import Insert
+
+from signupflow.models.db import SCHEMAS
+
+
+def _sqlite_path(url: str) -> Path | None:
+    prefix = "sqlite+aiosqlite:///"
+    if url.startswith(prefix) and url != prefix + ":memory:":
+        return Path(url[len(prefix):])
+    return None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets the web views and `signupflow verify` read while the worker writes.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> AsyncEngine:
+    path = _sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+async def create_schema(engine: AsyncEngine, service: str) -> None:
+    """Create the service's own tables (idempotent)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(SCHEMAS[service].create_all)
+
+
+def _insert(table: Table, dialect: str) -> Any:
+    module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
+    if module is None:
+        raise ValueError(f"no upsert support for the {dialect!r} database")
+    return module.insert(table)
+
+
+def insert_ignore(table: Table, dialect: str) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING``: replays of an event insert nothing."""
+    return _insert(table, dialect).on_conflict_do_nothing()
+
+
+def upsert(table: Table, dialect: str, key: Sequence[str]) -> Insert:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` setting every other column."""
+    stmt = _insert(table, dialect)
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=updates)

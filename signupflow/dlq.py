@@ -1,0 +1,63 @@
+"""Dead letters: events an agent cannot use, parked on ``<topic>.dlq`` with the reason.
+
+The dead letter's key and value are the original bytes, unchanged; the reason and the source
+position travel in headers (the Kafka Connect convention), so replaying a dead letter after a
+fix is a plain re-send of key and value to the source topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+H_ERROR = "dlq.error"
+H_TOPIC = "dlq.source.topic"
+H_PARTITION = "dlq.source.partition"
+H_OFFSET = "dlq.source.offset"
+H_FAILED_AT = "dlq.failed_at"
+H_STAGE = "dlq.stage"
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes | None
+    error: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: str
+    failed_at: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (H_ERROR, self.error[:MAX_REASON].encode()),
+            (H_TOPIC, self.source_topic.encode()),
+            (H_PARTITION, str(self.source_partition).encode()),
+            (H_OFFSET, str(self.source_offset).encode()),
+            (H_STAGE, self.stage.encode()),
+            (H_FAILED_AT, self.failed_at.encode()),
+        ]
+
+    @classmethod
+    def from_headers(
+        cls, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> DeadLetter:
+        h: Mapping[str, str] = {k: v.decode("utf-8", "replace") for k, v in headers}
+        return cls(
+            key=key, value=value, error=h.get(H_ERROR, "?"),
+            source_topic=h.get(H_TOPIC, "?"),
+            source_partition=int(h.get(H_PARTITION, "-1")),
+            source_offset=int(h.get(H_OFFSET, "-1")),
+            stage=h.get(H_STAGE, "?"), failed_at=h.get(H_FAILED_AT, "?"),
+        )
+
+
+def dead_letter(
+    key: bytes | None, value: bytes | None, error: str, topic: str, partition: int,
+    offset: int, stage: str,
+) -> DeadLetter:
+    return DeadLetter(key, value, error, topic, partition, offset, stage,
+                      datetime.now(UTC).isoformat())

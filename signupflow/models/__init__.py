@@ -1,0 +1,1 @@
+"""Schemas: Kafka event records (``events``) and each service's database tables (``db``)."""

@@ -1,0 +1,88 @@
+"""Database tables, one SQLModel registry (and so one schema) per service.
+
+auth, member and batch each create only their own tables in their own database: no service can
+read another's tables, even by accident, because they are not in its metadata.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, LargeBinary
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+
+class AuthTable(SQLModel, registry=registry()):
+    """Tables of auth.db."""
+
+
+class MemberTable(SQLModel, registry=registry()):
+    """Tables of member.db."""
+
+
+class BatchTable(SQLModel, registry=registry()):
+    """Tables of batch.db."""
+
+
+class Member(AuthTable, table=True):
+    """An account. The password is only ever stored as a salted scrypt hash."""
+
+    __tablename__ = "member"
+    uuid: str = Field(primary_key=True, max_length=36)
+    email: str = Field(unique=True, index=True, max_length=254)
+    password_hash: str = Field(max_length=200)
+    name: str = Field(max_length=100)
+    phone: str = Field(max_length=16)
+    birth: date
+    gender: str = Field(max_length=10)
+    role: str = Field(max_length=10)
+    created_at: datetime
+
+
+class OutboxEvent(AuthTable, table=True):
+    """An event written in the same transaction as its member row; the relay publishes it."""
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str = Field(max_length=100)
+    key: str = Field(max_length=100)
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime
+    published_at: datetime | None = Field(default=None, index=True)
+
+
+class UserProfile(MemberTable, table=True):
+    __tablename__ = "user_profile"
+    uuid: str = Field(primary_key=True, max_length=36)
+    nickname: str = Field(max_length=30)
+    joined_at: datetime
+
+
+class PartnerProfile(MemberTable, table=True):
+    __tablename__ = "partner_profile"
+    uuid: str = Field(primary_key=True, max_length=36)
+    nickname: str = Field(max_length=30)
+    joined_at: datetime
+
+
+class FavoriteStyle(MemberTable, table=True):
+    """(uuid, style_id) is the primary key: a redelivered event cannot add a second row."""
+
+    __tablename__ = "favorite_style"
+    uuid: str = Field(primary_key=True, max_length=36)
+    style_id: int = Field(primary_key=True)
+
+
+class PartnerSummaryRow(BatchTable, table=True):
+    """batch.db copy of the ``partner-summary`` Faust table."""
+
+    __tablename__ = "partner_summary"
+    partner_id: str = Field(primary_key=True, max_length=36)
+    nickname: str = Field(max_length=30)
+    style_count: int
+    joined_at: datetime
+    summarized_at: datetime
+
+
+SCHEMAS = {"auth": AuthTable.metadata, "member": MemberTable.metadata, "batch": BatchTable.metadata}

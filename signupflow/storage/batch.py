@@ -1,0 +1,34 @@
+"""batch.db: the persisted copy of the partner-summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from signupflow.db import upsert
+from signupflow.models.db import PartnerSummaryRow
+from signupflow.models.events import PartnerSummary
+
+SUMMARIES = PartnerSummaryRow.__table__  # type: ignore[attr-defined]
+
+
+async def save_summaries(engine: AsyncEngine, summaries: Sequence[PartnerSummary]) -> None:
+    """Upsert summaries by partner_id: writing the same summary twice changes nothing."""
+    if not summaries:
+        return
+    rows = [{
+        "partner_id": s.partner_id, "nickname": s.nickname, "style_count": s.style_count,
+        "joined_at": datetime.fromisoformat(s.joined_at),
+        "summarized_at": datetime.fromisoformat(s.summarized_at),
+    } for s in summaries]
+    async with engine.begin() as conn:
+        await conn.execute(upsert(SUMMARIES, engine.dialect.name, ["partner_id"]), rows)
+
+
+async def load_summaries(engine: AsyncEngine) -> list[PartnerSummaryRow]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(SUMMARIES).order_by(SUMMARIES.c.partner_id))).all()
+    return [PartnerSummaryRow(**row._mapping) for row in rows]

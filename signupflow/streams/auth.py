@@ -1,0 +1,118 @@
+"""auth service: ``POST /signup`` stores the account and its event; the outbox relay publishes.
+
+Run: ``signupflow worker auth`` or ``faust -A signupflow.streams.auth worker``.
+Guarantee: the member row and its ProfileInsert outbox row commit in one transaction; the relay
+publishes pending rows in commit order with an idempotent, acks=all producer and marks them
+published only after the broker acknowledged. A crash anywhere loses no event; at worst an event
+is published twice, which the consumers absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from faust.web import Request, Response, View
+
+from signupflow.app import create_app
+from signupflow.domain.passwords import hash_password
+from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
+from signupflow.settings import get_settings
+from signupflow.storage.auth import EmailTaken, mark_published, pending_events, register
+from signupflow.streams.common import Resources
+from signupflow.topics import PROFILE_INSERT
+
+log = logging.getLogger(__name__)
+STAGE = "auth"
+RELAY_BATCH = 1000
+RELAY_POLL_INTERVAL = 1.0
+MAX_BODY_BYTES = 16 * 1024
+
+settings = get_settings()
+app = create_app(STAGE, settings)
+resources = Resources(STAGE, settings, [PROFILE_INSERT])
+relay_wakeup = asyncio.Event()
+
+
+def error(view: View, status: int, message: str, **extra: object) -> Response:
+    return view.json({"error": message, **extra}, status=status)
+
+
+@app.page("/signup")
+class SignupView(View):
+    """Create an account. 201 {uuid}; 400 with per-field errors; 409 if the email is taken."""
+
+    async def post(self, request: Request) -> Response:
+        body = await request.read()
+        if len(body) > MAX_BODY_BYTES:
+            return error(self, 413, f"body is over {MAX_BODY_BYTES} bytes")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return error(self, 400, f"body is not valid JSON: {exc}")
+        try:
+            signup = validate_signup(payload)
+        except SignupInvalid as exc:
+            return self.json(exc.as_json(), status=400)
+        engine = await resources.engine()
+        loop = asyncio.get_running_loop()
+        password_hash = await loop.run_in_executor(
+            None, hash_password, signup.password, settings.scrypt_n)
+        now = datetime.now(UTC)
+        event = profile_event(signup, str(uuid.uuid4()), now)
+        try:
+            await register(engine, signup, password_hash, event, now)
+        except EmailTaken:
+            return error(self, 409, "email is already registered", field="email")
+        relay_wakeup.set()
+        return self.json({"uuid": event.uuid, "role": signup.role}, status=201)
+
+
+async def relay_once(producer: AIOKafkaProducer) -> int:
+    """Publish one batch of pending outbox rows; returns how many were published."""
+    engine = await resources.engine()
+    pending = await pending_events(engine, RELAY_BATCH)
+    if not pending:
+        return 0
+    futures = [await producer.send(row.topic, row.payload, key=row.key) for row in pending]
+    await asyncio.gather(*futures)
+    await mark_published(engine, [row.id for row in pending], datetime.now(UTC))
+    return len(pending)
+
+
+@app.task
+async def outbox_relay() -> None:
+    """Publish the outbox forever: on every commit (wake-up) and every second (catch-up)."""
+    await resources.engine()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
+        linger_ms=5, client_id="signupflow-auth-outbox",
+    )
+    await producer.start()
+    delay = 0.1
+    try:
+        while True:
+            relay_wakeup.clear()  # before reading: a commit from now on wakes the next round
+            try:
+                while await relay_once(producer) == RELAY_BATCH:
+                    pass
+                delay = 0.1
+            except Exception as exc:  # broker or database down: retry, never give up
+                log.error("outbox relay failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(relay_wakeup.wait(), RELAY_POLL_INTERVAL)
+    finally:
+        await producer.stop()
+
+
+@app.on_before_shutdown.connect
+async def _close(_app: object, **_: object) -> None:
+    await resources.close()

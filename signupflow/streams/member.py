@@ -1,0 +1,72 @@
+"""member service: profile-insert -> user/partner profile + favourite styles (member.db);
+for a partner, publishes partner-created.
+
+Run: ``signupflow worker member`` or ``faust -A signupflow.streams.member worker``.
+Guarantee: at-least-once processing with idempotent writes (keyed inserts), so the effect of
+each event is exactly once. PartnerCreated is acknowledged by the broker before the
+profile-insert offsets are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from functools import partial
+
+from faust.types import StreamT
+
+from signupflow.app import create_app
+from signupflow.domain.decode import decode_profile_insert
+from signupflow.domain.summary import partner_created
+from signupflow.models.events import PartnerCreated, ProfileInsert
+from signupflow.settings import get_settings
+from signupflow.storage.member import save_profiles
+from signupflow.streams.common import (
+    DeadLetters,
+    Resources,
+    decode_events,
+    raw_topic,
+    write_or_dead_letter,
+)
+from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
+
+STAGE = "member"
+BATCH_MAX = 500
+BATCH_WITHIN = 0.05
+
+settings = get_settings()
+app = create_app(STAGE, settings)
+profile_inserts = raw_topic(app, PROFILE_INSERT, settings.partitions)
+partners_created = app.topic(PARTNER_CREATED, key_type=bytes, key_serializer="raw",
+                             value_type=PartnerCreated, partitions=settings.partitions)
+dead_letters = DeadLetters(app, PROFILE_INSERT, settings.partitions)
+resources = Resources(STAGE, settings,
+                      [PROFILE_INSERT, PARTNER_CREATED, dlq_topic(PROFILE_INSERT)])
+
+
+async def publish_partners(events: Sequence[PartnerCreated]) -> None:
+    futures = [await partners_created.send(key=e.partner_id.encode(), value=e, force=True)
+               for e in events]
+    await asyncio.gather(*futures)
+
+
+async def handle(events: Sequence) -> list[ProfileInsert]:
+    """Process one batch of raw profile-insert events; returns the profiles written."""
+    engine = await resources.engine()
+    decoded = decode_events(events, decode_profile_insert, settings.max_event_bytes, STAGE)
+    await dead_letters.send(decoded.dead)
+    written = await write_or_dead_letter(decoded, partial(save_profiles, engine),
+                                         dead_letters, STAGE)
+    await publish_partners([e for p in written if (e := partner_created(p)) is not None])
+    return written
+
+
+@app.agent(profile_inserts)
+async def write_profiles(stream: StreamT) -> None:
+    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        await handle(events)
+
+
+@app.on_before_shutdown.connect
+async def _close(_app: object, **_: object) -> None:
+    await resources.close()

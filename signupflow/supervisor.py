@@ -1,0 +1,69 @@
+"""Start, watch and stop the worker processes (used by ``signupflow up`` and the tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from signupflow.settings import SERVICES
+
+
+def worker_command(service: str, log_level: str = "info") -> list[str]:
+    """The plain Faust command line of one service's worker."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+    return [sys.executable, "-m", "faust", "-A", f"signupflow.streams.{service}",
+            "worker", "-l", log_level]
+
+
+def start_worker(service: str, log_path: Path, env: Mapping[str, str] | None = None,
+                 log_level: str = "info") -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            worker_command(service, log_level), stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=dict(env if env is not None else os.environ),
+            start_new_session=True,
+        )
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``url`` answers; raise if it does not in time or the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} "
+                               f"before {url} answered")
+        if http_ok(url):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

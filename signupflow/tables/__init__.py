@@ -1,0 +1,1 @@
+"""Faust tables and the web views that show them."""

@@ -1,0 +1,83 @@
+"""The ``partner-summary`` table: one PartnerSummary per partner, backed by a changelog topic.
+
+The table is keyed by partner uuid, as is ``partner-created``, and uses the producer's
+partitioner for its changelog, so each summary's changelog partition is the partition its
+events arrive on (co-partitioning) even when the agent processes a batch spanning partitions.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from signupflow.domain.styles import STYLES
+from signupflow.models.events import PartnerSummary
+
+TABLE_NAME = "partner-summary"
+
+
+def define_table(app: faust.App, partitions: int) -> faust.Table:
+    return app.Table(
+        TABLE_NAME,
+        default=None,
+        key_type=str,
+        value_type=PartnerSummary,
+        partitions=partitions,
+        use_partitioner=True,
+        help="One summary per partner (latest PartnerCreated wins)",
+    )
+
+
+def summaries(table: faust.Table) -> list[dict[str, Any]]:
+    """The table's local entries as JSON-ready dicts, sorted by partner id."""
+    return [v.asdict() for _, v in sorted(table.items(), key=lambda kv: kv[0])]
+
+
+def render_html(rows: list[dict[str, Any]]) -> str:
+    """A plain server-rendered page (no JavaScript) listing the summaries."""
+    body = "\n".join(
+        "<tr data-partner-id=\"{id}\"><td>{id}</td><td>{nick}</td><td>{styles}</td>"
+        "<td>{joined}</td></tr>".format(
+            id=html.escape(r["partner_id"]), nick=html.escape(r["nickname"]),
+            styles=r["style_count"], joined=html.escape(r["joined_at"]))
+        for r in rows
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Partner summaries</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head>
+<body><h1>Partner summaries</h1>
+<p>Faust table <code>{TABLE_NAME}</code>: <strong id="count">{len(rows)}</strong> partners,
+{len(STYLES)} styles in the catalogue.</p>
+<table id="summaries"><thead><tr><th>partner id</th><th>nickname</th><th>favourite styles</th>
+<th>joined at</th></tr></thead><tbody>
+{body}
+</tbody></table></body></html>
+"""
+
+
+def register_views(app: faust.App, table: faust.Table) -> None:
+    """JSON at ``/partners/`` and ``/partners/{id}/``, HTML at ``/partners.html``."""
+
+    @app.page("/partners/")
+    class PartnerList(View):
+        async def get(self, request: Request) -> Response:
+            rows = summaries(table)
+            return self.json({"count": len(rows), "partners": rows})
+
+    @app.page("/partners/{partner_id}/")
+    class PartnerDetail(View):
+        @app.table_route(table=table, match_info="partner_id")
+        async def get(self, request: Request, partner_id: str) -> Response:
+            summary = table.get(partner_id)
+            if summary is None:
+                return self.json({"error": f"no partner {partner_id!r}"}, status=404)
+            return self.json(summary.asdict())
+
+    @app.page("/partners.html")
+    class PartnerPage(View):
+        async def get(self, request: Request) -> Response:
+            return self.html(render_html(summaries(table)))
