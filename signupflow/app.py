@@ -14,6 +14,7 @@ def create_app(service: str, settings: Settings | None = None) -> faust.App:
     internal topics, so each service consumes every event once, independently of the others.
     """
     s = settings or get_settings()
+    s.data_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         f"signupflow-{service}",
         broker=s.kafka_broker,

@@ -24,16 +24,16 @@ from signupflow.streams.common import (
     DeadLetters,
     Decoded,
     Resources,
+    current_event,
     decode_events,
     raw_topic,
+    run_batches,
     write_or_dead_letter,
 )
 from signupflow.tables.partner_summary import define_table, register_views
 from signupflow.topics import PARTNER_CREATED, dlq_topic
 
 STAGE = "batch"
-BATCH_MAX = 500
-BATCH_WITHIN = 0.05
 
 settings = get_settings()
 app = create_app(STAGE, settings)
@@ -64,14 +64,14 @@ async def handle(events: Sequence) -> list[PartnerSummary]:
     written = await write_or_dead_letter(changed, partial(save_summaries, engine),
                                          dead_letters, STAGE)
     for summary in written:
-        partner_summary[summary.partner_id] = summary
+        with current_event(latest[summary.partner_id][1]):
+            partner_summary[summary.partner_id] = summary
     return written
 
 
 @app.agent(partners_created)
 async def summarize_partners(stream: StreamT) -> None:
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        await handle(events)
+    await run_batches(stream, handle, STAGE)
 
 
 @app.on_before_shutdown.connect

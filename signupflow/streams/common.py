@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import faust
-from faust.types import EventT
+from faust.streams import _current_event
+from faust.types import EventT, StreamT
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,6 +32,8 @@ R = TypeVar("R")
 #: Errors a retry cannot fix: the row itself is unacceptable to the database.
 REJECTED = (IntegrityError, DataError)
 MAX_BACKOFF = 5.0
+BATCH_MAX = 500
+BATCH_WITHIN = 0.05
 
 
 class Resources:
@@ -148,3 +153,40 @@ async def write_or_dead_letter(
                                         msg.topic, msg.partition, msg.offset, stage))
     await dead_letters.send(rejected)
     return written
+
+
+async def run_batches(
+    stream: StreamT, handle: Callable[[Sequence[EventT]], Awaitable[Any]], stage: str
+) -> None:
+    """Feed ``handle`` batches of events; a batch is acknowledged only once it succeeded.
+
+    Faust acknowledges a batch from ``take_events`` even when the body raises, so an unexpected
+    error here must not escape: the batch is retried (effects are idempotent) until it goes
+    through. Bad events never get here as errors, they become dead letters.
+    """
+    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        delay = 0.1
+        while True:
+            try:
+                await handle(events)
+                break
+            except Exception:
+                log.exception("%s: batch of %d failed; retrying in %.1fs",
+                              stage, len(events), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+
+@contextmanager
+def current_event(event: EventT) -> Iterator[None]:
+    """Make ``event`` Faust's current event while a table is updated for it.
+
+    A table writes each change to the changelog partition of the current event. Batches from
+    ``take_events`` span partitions, so each update must name its own event, or a summary
+    could land in another partition's changelog and be lost to its owner after a rebalance.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

@@ -26,13 +26,12 @@ from signupflow.streams.common import (
     Resources,
     decode_events,
     raw_topic,
+    run_batches,
     write_or_dead_letter,
 )
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
 
 STAGE = "member"
-BATCH_MAX = 500
-BATCH_WITHIN = 0.05
 
 settings = get_settings()
 app = create_app(STAGE, settings)
@@ -63,8 +62,7 @@ async def handle(events: Sequence) -> list[ProfileInsert]:
 
 @app.agent(profile_inserts)
 async def write_profiles(stream: StreamT) -> None:
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        await handle(events)
+    await run_batches(stream, handle, STAGE)
 
 
 @app.on_before_shutdown.connect

@@ -1,8 +1,7 @@
 """The ``partner-summary`` table: one PartnerSummary per partner, backed by a changelog topic.
 
-The table is keyed by partner uuid, as is ``partner-created``, and uses the producer's
-partitioner for its changelog, so each summary's changelog partition is the partition its
-events arrive on (co-partitioning) even when the agent processes a batch spanning partitions.
+The table is keyed by partner uuid, as is ``partner-created`` (co-partitioning): each summary
+is written to the changelog partition its events arrive on.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ def define_table(app: faust.App, partitions: int) -> faust.Table:
         key_type=str,
         value_type=PartnerSummary,
         partitions=partitions,
-        use_partitioner=True,
         help="One summary per partner (latest PartnerCreated wins)",
     )
 

@@ -1,0 +1,33 @@
+# The two commands: `make run` (the whole system) and `make test` (the whole test suite).
+# Both set up everything they need on a fresh machine: a virtualenv with the package, and the
+# Apache Kafka broker (fetched with Maven on first use, cached under ~/.cache/signupflow).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench down clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/signupflow up
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check signupflow tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check signupflow tests
+
+bench: $(BIN)/.installed
+	$(BIN)/signupflow bench --signups 20000
+
+down: $(BIN)/.installed
+	$(BIN)/signupflow down
+
+clean:
+	rm -rf $(VENV) var .pytest_cache *.egg-info

@@ -1,0 +1,129 @@
+"""A running signupflow for integration tests: a real broker and real worker processes.
+
+Each System has its own broker (fresh KRaft store, free port), data folder and web ports, so
+tests never see each other's topics, consumer groups or databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from signupflow import broker
+from signupflow.settings import SERVICES
+from signupflow.supervisor import start_worker, stop_process, wait_http
+from signupflow.topics import ensure_topics
+
+PARTITIONS = 4
+
+
+class System:
+    def __init__(self, root: Path):
+        self.root = root
+        self.data_dir = root / "data"
+        self.broker_home = root / "broker"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports = {s: broker.free_port() for s in SERVICES}
+        self.broker_port = 0
+        self.env: dict[str, str] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start_broker(self) -> None:
+        status = broker.start(self.broker_home, self.broker_port)
+        self.broker_port = status.port or 0
+        self.env = {
+            **os.environ,
+            "SIGNUPFLOW_DATA_DIR": str(self.data_dir),
+            "SIGNUPFLOW_BROKER_HOME": str(self.broker_home),
+            "SIGNUPFLOW_BROKER_PORT": str(self.broker_port),
+            "SIGNUPFLOW_PARTITIONS": str(PARTITIONS),
+            "SIGNUPFLOW_SESSION_TIMEOUT": "6",
+            "SIGNUPFLOW_SCRYPT_N": "4096",  # the cheapest allowed cost keeps tests quick
+            **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in self.ports.items()},
+        }
+        asyncio.run(ensure_topics(self.bootstrap, PARTITIONS))
+
+    def stop_broker(self) -> None:
+        broker.stop(self.broker_home)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.broker_port}"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def log(self, service: str) -> Path:
+        return self.root / "log" / f"{service}.log"
+
+    def start(self, *services: str) -> None:
+        for service in services or SERVICES:
+            self.procs[service] = start_worker(service, self.log(service), self.env)
+        for service in services or SERVICES:
+            wait_http(self.url(service) + "/", 90, self.procs[service])
+
+    def stop(self, *services: str) -> None:
+        for service in services or list(self.procs):
+            proc = self.procs.pop(service, None)
+            if proc is not None:
+                stop_process(proc)
+
+    def kill(self, service: str) -> None:
+        """kill -9: no shutdown hooks, no final commit, no producer flush."""
+        proc = self.procs.pop(service)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def shutdown(self) -> None:
+        self.stop()
+        self.stop_broker()
+
+    # --- observation -----------------------------------------------------------------------
+    def cli(
+        self, *args: str, check: bool = False, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "signupflow.cli", *args], env=self.env, capture_output=True,
+            text=True, timeout=timeout, check=check,
+        )
+
+    def query(self, service: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        path = self.data_dir / f"{service}.db"
+        if not path.exists():
+            return []
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+        finally:
+            conn.close()
+
+    def count(self, service: str, table: str) -> int:
+        rows = self.query(service, f"SELECT count(*) FROM {table}")
+        return int(rows[0][0]) if rows else 0
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.25)
+        logs = "\n".join(f"--- {s} log tail ---\n" + _tail(self.log(s)) for s in SERVICES)
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,141 @@
+"""The walking skeleton, end to end: CLI -> auth -> Kafka -> member -> Kafka -> batch."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from signupflow.domain.fake import fake_signups
+from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT
+from tests.integration.kafka_util import read_topic
+from tests.integration.system import System
+
+SEED = 42
+COUNT = 200
+
+
+def http(method: str, url: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_200_signups_reach_all_three_databases_and_the_table(system: System) -> None:
+    result = system.cli("signup", "--count", str(COUNT), "--partner-ratio", "0.3",
+                        "--seed", str(SEED), "--url", system.url("auth"))
+    assert result.returncode == 0, result.stderr
+    expected = fake_signups(COUNT, 0.3, SEED)
+    partners_expected = sum(1 for s in expected if s["role"] == "PARTNER")
+    assert f"accepted {COUNT} ({partners_expected} partners" in result.stdout
+    assert 0.2 * COUNT < partners_expected < 0.4 * COUNT
+
+    # auth.db: every account, with the role and a hash instead of the password
+    accounts = {email: (uuid, role, pw_hash) for uuid, email, role, pw_hash in system.query(
+        "auth", "SELECT uuid, email, role, password_hash FROM member")}
+    assert len(accounts) == COUNT
+    by_uuid = {}
+    for s in expected:
+        uuid, role, pw_hash = accounts[s["email"]]
+        assert role == s["role"]
+        assert pw_hash.startswith("scrypt$") and s["password"] not in pw_hash
+        by_uuid[uuid] = s
+
+    def member_rows() -> int:
+        return system.count("member", "user_profile") + system.count("member", "partner_profile")
+
+    system.wait_until(lambda: member_rows() == COUNT, 60, f"{COUNT} profiles in member.db")
+    users = {u for (u,) in system.query("member", "SELECT uuid FROM user_profile")}
+    partners = {u for (u,) in system.query("member", "SELECT uuid FROM partner_profile")}
+    assert users == {u for u, s in by_uuid.items() if s["role"] == "USER"}
+    assert partners == {u for u, s in by_uuid.items() if s["role"] == "PARTNER"}
+    styles: dict[str, set[int]] = {}
+    for uuid, style_id in system.query("member", "SELECT uuid, style_id FROM favorite_style"):
+        styles.setdefault(uuid, set()).add(style_id)
+    assert styles == {u: set(s["favorite_styles"]) for u, s in by_uuid.items()}
+    assert system.count("member", "favorite_style") == sum(
+        len(s["favorite_styles"]) for s in expected)
+    nicknames = dict(system.query("member", "SELECT uuid, nickname FROM partner_profile"))
+    assert nicknames == {u: by_uuid[u]["nickname"] for u in partners}
+
+    # batch: one summary per partner, in batch.db and in the Faust table (web view)
+    system.wait_until(lambda: system.count("batch", "partner_summary") == len(partners), 60,
+                      "one partner summary per partner in batch.db")
+    rows = {pid: (nick, count) for pid, nick, count in system.query(
+        "batch", "SELECT partner_id, nickname, style_count FROM partner_summary")}
+    assert rows == {u: (by_uuid[u]["nickname"], len(by_uuid[u]["favorite_styles"]))
+                    for u in partners}
+    status, table = http("GET", system.url("batch") + "/partners/")
+    assert status == 200 and table["count"] == len(partners)
+    assert {p["partner_id"]: (p["nickname"], p["style_count"]) for p in table["partners"]} == rows
+    one = next(iter(partners))
+    assert http("GET", f"{system.url('batch')}/partners/{one}/") == (
+        200, next(p for p in table["partners"] if p["partner_id"] == one))
+
+    # the topics hold exactly one event per signup / per partner, keyed by uuid
+    inserts = read_topic(system.bootstrap, PROFILE_INSERT)
+    assert Counter(r.key.decode() for r in inserts) == Counter(list(by_uuid))
+    created = read_topic(system.bootstrap, PARTNER_CREATED)
+    assert {r.key.decode() for r in created} == partners and len(created) == len(partners)
+    for record in inserts:  # no personal data beyond what member needs
+        event = orjson.loads(record.value)
+        assert set(event) == {"uuid", "role", "nickname", "favorite_styles", "occurred_at"}
+
+
+def test_unknown_partner_is_404(system: System) -> None:
+    status, body = http("GET", system.url("batch") +
+                        "/partners/00000000-0000-4000-8000-000000000000/")
+    assert status == 404 and "no partner" in body["error"]
+
+
+def test_invalid_signups_are_rejected_and_publish_nothing(system: System) -> None:
+    before = len(read_topic(system.bootstrap, PROFILE_INSERT))
+    members_before = system.count("auth", "member")
+    good = fake_signups(1, 0.0, seed=7, run="dup")[0]
+    assert http("POST", system.url("auth") + "/signup", good)[0] == 201
+    signup_url = system.url("auth") + "/signup"
+
+    cases = [
+        ({**good, "email": "x@new.example.com", "role": "ADMIN"}, 400, "role"),
+        ({k: v for k, v in good.items() if k != "email"}, 400, "email"),
+        ({**good, "email": "not-an-email"}, 400, "email"),
+        ({**good, "email": "y@new.example.com", "favorite_styles": [999]}, 400,
+         "favorite_styles"),
+        ({**good, "email": "z@new.example.com", "birth": "2999-01-01"}, 400, "birth"),
+    ]
+    for body, status, field in cases:
+        got_status, got = http("POST", signup_url, body)
+        assert got_status == status, (body, got)
+        assert field in got["fields"] and got["fields"][field], got
+    dup_status, dup = http("POST", signup_url, {**good, "email": good["email"].upper()})
+    assert dup_status == 409 and dup["field"] == "email" and "already" in dup["error"]
+    bad_json_status, bad_json = http("POST", signup_url, b"{not json")
+    assert bad_json_status == 400 and "not valid JSON" in bad_json["error"]
+    array_status, array = http("POST", signup_url, [good])
+    assert array_status == 400 and "JSON object" in array["fields"]["body"]
+
+    assert system.count("auth", "member") == members_before + 1
+    system.wait_until(lambda: len(read_topic(system.bootstrap, PROFILE_INSERT)) == before + 1,
+                      30, "the one valid signup's event")
+    assert system.count("auth", "outbox") == members_before + 1
+
+
+def test_cli_rejects_bad_arguments_with_a_message(system: System) -> None:
+    result = system.cli("signup", "--count", "0")
+    assert result.returncode != 0 and "--count" in result.stderr
+    result = system.cli("signup", "--count", "3", "--partner-ratio", "1.5")
+    assert result.returncode != 0 and "--partner-ratio" in result.stderr
+    result = system.cli("worker", "payments")
+    assert result.returncode != 0 and "payments" in result.stderr
+    unreachable = "http://127.0.0.1:9"  # nothing listens on the discard port
+    result = system.cli("signup", "--count", "1", "--url", unreachable)
+    assert result.returncode == 2 and "cannot reach the auth service" in result.stderr
