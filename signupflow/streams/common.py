@@ -50,8 +50,9 @@ class Resources:
         if self._engine is None:
             async with self._lock:
                 if self._engine is None:
-                    await ensure_topics(self.settings.bootstrap_servers,
-                                        self.settings.partitions, self.topics)
+                    if self.topics:
+                        await ensure_topics(self.settings.bootstrap_servers,
+                                            self.settings.partitions, self.topics)
                     engine = make_engine(self.settings.database_url(self.service))
                     await create_schema(engine, self.service)
                     self._engine = engine
