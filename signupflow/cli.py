@@ -64,6 +64,19 @@ def broker_status() -> None:
     sys.exit(0 if status.running else 1)
 
 
+@main.command()
+def topics() -> None:
+    """Create the topics on SIGNUPFLOW_KAFKA_BROKER (any broker, not only the local one)."""
+    from signupflow.topics import all_topics, ensure_topics
+
+    s = get_settings()
+    try:
+        asyncio.run(ensure_topics(s.bootstrap_servers, s.partitions))
+    except Exception as exc:
+        fail(f"cannot create topics on {s.bootstrap_servers}: {exc}")
+    click.echo(f"topics ready ({s.partitions} partitions each): {', '.join(all_topics())}")
+
+
 # --- workers --------------------------------------------------------------------------------
 
 @main.command()
