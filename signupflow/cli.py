@@ -219,5 +219,78 @@ def tables(url: str | None, as_json: bool) -> None:
                    f"  joined {row['joined_at']}")
 
 
+# --- dead letters and consistency ------------------------------------------------------------
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter topics: events a service could not use, with the reason."""
+
+
+TOPIC_CHOICE = click.Choice(["profile-insert", "partner-created"])
+
+
+@dlq.command("show")
+@click.argument("topic", type=TOPIC_CHOICE)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter.")
+def dlq_show(topic: str, as_json: bool) -> None:
+    """List the dead letters of TOPIC (oldest first per partition)."""
+    from signupflow import dlq as dead_letters
+
+    s = get_settings()
+    try:
+        letters = asyncio.run(dead_letters.show(s.bootstrap_servers, topic))
+    except Exception as exc:
+        fail(f"cannot read {topic}.dlq on {s.bootstrap_servers}: {exc}")
+    for partition, offset, letter in letters:
+        value = (letter.value or b"")[:120].decode("utf-8", "replace")
+        if as_json:
+            click.echo(json.dumps({
+                "partition": partition, "offset": offset, "error": letter.error,
+                "source": f"{letter.source_topic}[{letter.source_partition}]"
+                          f"@{letter.source_offset}",
+                "stage": letter.stage, "failed_at": letter.failed_at, "value": value}))
+        else:
+            click.echo(f"{letter.source_topic}[{letter.source_partition}]@"
+                       f"{letter.source_offset} ({letter.stage}): {letter.error}\n    {value!r}")
+    if not as_json:
+        click.echo(f"{len(letters)} dead letter(s) in {topic}.dlq")
+
+
+@dlq.command("replay")
+@click.argument("topic", type=TOPIC_CHOICE)
+def dlq_replay(topic: str) -> None:
+    """Re-send TOPIC's dead letters (not replayed before) to TOPIC, e.g. after a fix."""
+    from signupflow import dlq as dead_letters
+
+    s = get_settings()
+    try:
+        count = asyncio.run(dead_letters.replay(s.bootstrap_servers, topic))
+    except Exception as exc:
+        fail(f"cannot replay {topic}.dlq on {s.bootstrap_servers}: {exc}")
+    click.echo(f"replayed {count} dead letter(s) to {topic}")
+
+
+@main.command()
+@click.option("--settle", type=float, default=0.0, show_default=True,
+              help="Seconds to keep re-checking while events are still in flight.")
+@click.option("--no-table", is_flag=True, help="Skip the table (batch worker not running).")
+def verify(settle: float, no_table: bool) -> None:
+    """Reconcile auth.db, member.db, batch.db and the partner-summary table.
+
+    Exits 1 and lists every discrepancy (with sample uuids) if they disagree.
+    """
+    from signupflow.verify import reconcile, snapshot
+
+    s = get_settings()
+    deadline = time.monotonic() + settle
+    while True:
+        report = reconcile(asyncio.run(snapshot(s, with_table=not no_table)))
+        if (report.ok and not report.in_flight) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    click.echo(report.render())
+    sys.exit(0 if report.ok else 1)
+
+
 if __name__ == "__main__":
     main()

@@ -61,3 +61,57 @@ def dead_letter(
 ) -> DeadLetter:
     return DeadLetter(key, value, error, topic, partition, offset, stage,
                       datetime.now(UTC).isoformat())
+
+
+async def show(bootstrap: str, source_topic: str) -> list[tuple[int, int, DeadLetter]]:
+    """All dead letters of ``source_topic`` as (partition, offset, letter)."""
+    from signupflow.topic_reader import read_topic
+    from signupflow.topics import dlq_topic
+
+    records = await read_topic(bootstrap, dlq_topic(source_topic))
+    return [(r.partition, r.offset, DeadLetter.from_headers(r.key, r.value, r.headers))
+            for r in records]
+
+
+async def replay(bootstrap: str, source_topic: str, group: str = "signupflow-dlq-replay") -> int:
+    """Re-send dead letters not replayed before to their source topic; returns how many.
+
+    Progress is kept as the offsets of consumer group ``group``, committed only after the
+    re-sent events were acknowledged, so running replay twice does not send a letter twice.
+    """
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from signupflow.topics import dlq_topic
+
+    topic = dlq_topic(source_topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await consumer.start()
+    await producer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
+                                                          or ())]
+        consumer.assign(parts)
+        end = await consumer.end_offsets(parts)
+        for tp in parts:
+            if await consumer.committed(tp) is None:
+                await consumer.seek_to_beginning(tp)
+        remaining = {tp for tp in parts if await consumer.position(tp) < end[tp]}
+        futures = []
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    if m.offset >= end[tp]:
+                        continue
+                    futures.append(await producer.send(source_topic, m.value, key=m.key))
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        for fut in futures:
+            await fut
+        await consumer.commit({tp: end[tp] for tp in parts})
+        return len(futures)
+    finally:
+        await producer.stop()
+        await consumer.stop()

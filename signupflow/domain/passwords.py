@@ -7,6 +7,7 @@ without invalidating existing hashes.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -32,11 +33,13 @@ def hash_password(password: str, n: int) -> str:
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """True only for the right password; a malformed stored hash is simply not a match."""
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
-    except ValueError:
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest, validate=True)
+        actual = _scrypt(password, base64.b64decode(salt, validate=True), int(n), int(r), int(p))
+    except (ValueError, binascii.Error):
         return False
-    if scheme != "scrypt":
-        return False
-    actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
-    return hmac.compare_digest(actual, base64.b64decode(digest))
+    return hmac.compare_digest(actual, expected)

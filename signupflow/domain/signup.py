@@ -22,7 +22,8 @@ from signupflow.domain.fields import (
 from signupflow.models.events import ROLES, ProfileInsert
 
 GENDERS = ("FEMALE", "MALE", "OTHER")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)*\.[^@\s.]{2,}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 PHONE_STRIP_RE = re.compile(r"[\s().-]")
 
 
@@ -73,7 +74,7 @@ def check_phone(value: Any) -> str:
     digits = PHONE_STRIP_RE.sub("", raw)
     plus = digits.startswith("+")
     digits = digits.removeprefix("+")
-    if not digits.isdigit() or not 7 <= len(digits) <= 15:
+    if not (digits.isascii() and digits.isdigit()) or not 7 <= len(digits) <= 15:
         raise FieldError(f"must be a phone number of 7 to 15 digits, got {raw!r}")
     return ("+" if plus else "") + digits
 
@@ -82,14 +83,23 @@ def check_birth(value: Any, today: date) -> date:
     if not isinstance(value, str):
         raise FieldError(f"must be a date string YYYY-MM-DD, got {type(value).__name__}")
     try:
+        if not DATE_RE.match(value):
+            raise ValueError(value)
         born = date.fromisoformat(value)
     except ValueError:
         raise FieldError(f"must be a date YYYY-MM-DD, got {value[:20]!r}") from None
     if born > today:
         raise FieldError("must not be in the future")
-    if born.year < today.year - 130:
+    if born < _years_before(today, 130):
         raise FieldError("must be within the last 130 years")
     return born
+
+
+def _years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February in a year that has none
+        return day.replace(year=day.year - years, day=28)
 
 
 def validate_signup(payload: Any, today: date | None = None) -> Signup:

@@ -1,0 +1,169 @@
+"""``signupflow verify``: reconcile the three databases and the partner-summary table.
+
+An operator's tool, not a service: it is the one place allowed to read every service's data.
+:func:`reconcile` is pure; :func:`snapshot` does the reading.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from signupflow.db import make_engine
+from signupflow.domain.decode import InvalidEvent, decode_profile_insert
+from signupflow.models.db import (
+    FavoriteStyle,
+    Member,
+    OutboxEvent,
+    PartnerProfile,
+    PartnerSummaryRow,
+    UserProfile,
+)
+from signupflow.settings import Settings
+
+Summary = tuple[str, int, str]  # nickname, style_count, joined_at (ISO)
+SAMPLE = 5
+
+
+@dataclass
+class Snapshot:
+    accounts: dict[str, str]  # uuid -> role
+    events: dict[str, list[bytes]]  # uuid -> outbox payloads
+    unpublished: set[str]
+    users: dict[str, str]  # uuid -> nickname
+    partners: dict[str, str]
+    styles: dict[str, set[int]]
+    summaries: dict[str, Summary]
+    table: dict[str, Summary] | None  # None: not checked
+    table_error: str | None = None
+
+
+@dataclass
+class Report:
+    counts: dict[str, int]
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    in_flight: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.problems.values())
+
+    def add(self, kind: str, ids: list[str] | set[str]) -> None:
+        if ids:
+            self.problems[kind] = sorted(ids)
+
+    def render(self) -> str:
+        lines = ["counts: " + ", ".join(f"{k}={v}" for k, v in self.counts.items())]
+        if self.in_flight:
+            lines.append(f"in flight (outbox not yet published): {self.in_flight}")
+        for kind, ids in self.problems.items():
+            sample = ", ".join(ids[:SAMPLE]) + (" ..." if len(ids) > SAMPLE else "")
+            lines.append(f"PROBLEM {kind}: {len(ids)} ({sample})")
+        lines.append("consistent" if self.ok else "INCONSISTENT")
+        return "\n".join(lines)
+
+
+def reconcile(s: Snapshot) -> Report:
+    """Every way the three stores can disagree, by kind, with the uuids concerned."""
+    profiles = s.users.keys() | s.partners.keys()
+    report = Report(counts={
+        "accounts": len(s.accounts), "users": len(s.users), "partners": len(s.partners),
+        "favorite_styles": sum(len(v) for v in s.styles.values()),
+        "summaries": len(s.summaries),
+        **({"table": len(s.table)} if s.table is not None else {}),
+    })
+    waiting = s.unpublished - profiles
+    report.in_flight = len(waiting)
+    report.add("account without profile", s.accounts.keys() - profiles - waiting)
+    report.add("profile without account", profiles - s.accounts.keys())
+    report.add("profile both user and partner", s.users.keys() & s.partners.keys())
+    report.add("account without outbox event", s.accounts.keys() - s.events.keys())
+    report.add("account with several events", {u for u, e in s.events.items() if len(e) > 1})
+    wrong_role, wrong_data = set(), set()
+    for uuid, role in s.accounts.items():
+        if uuid in profiles and (uuid in s.partners) != (role == "PARTNER"):
+            wrong_role.add(uuid)
+    for uuid, payloads in s.events.items():
+        if uuid not in profiles:
+            continue
+        try:
+            event = decode_profile_insert(uuid.encode(), payloads[0], 2**20)
+        except InvalidEvent:
+            wrong_data.add(uuid)
+            continue
+        nickname = s.partners.get(uuid) or s.users.get(uuid)
+        if nickname != event.nickname or s.styles.get(uuid, set()) != set(event.favorite_styles):
+            wrong_data.add(uuid)
+    report.add("profile role differs from account", wrong_role)
+    report.add("profile differs from its event", wrong_data)
+    report.add("styles without profile", s.styles.keys() - profiles)
+    report.add("partner without summary", s.partners.keys() - s.summaries.keys())
+    report.add("summary without partner", s.summaries.keys() - s.partners.keys())
+    report.add("summary differs from partner", {
+        p for p, (nick, count, _) in s.summaries.items()
+        if p in s.partners and (nick != s.partners[p] or count != len(s.styles.get(p, ())))})
+    if s.table_error:
+        report.add("table unreadable", {s.table_error})
+    if s.table is not None:
+        report.add("batch.db differs from table", {
+            p for p in s.summaries.keys() | s.table.keys() if s.summaries.get(p) != s.table.get(p)})
+    return report
+
+
+async def _rows(url: str, table: type) -> list:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(select(table.__table__))).all())
+    except Exception as exc:  # a service that never ran has no tables yet
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        await engine.dispose()
+
+
+def read_table(batch_url: str) -> dict[str, Summary]:
+    """The partner-summary table as served by the batch web view (raises OSError)."""
+    with urllib.request.urlopen(batch_url.rstrip("/") + "/partners/", timeout=10) as resp:
+        data = json.load(resp)
+    return {p["partner_id"]: (p["nickname"], p["style_count"], p["joined_at"])
+            for p in data["partners"]}
+
+
+def _iso(value: datetime) -> str:
+    """Stored timestamps are UTC; SQLite gives them back without an offset."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+async def snapshot(settings: Settings, with_table: bool = True) -> Snapshot:
+    auth, member, batch = (settings.database_url(s) for s in ("auth", "member", "batch"))
+    events: dict[str, list[bytes]] = {}
+    unpublished: set[str] = set()
+    for row in await _rows(auth, OutboxEvent):
+        events.setdefault(row.key, []).append(row.payload)
+        if row.published_at is None:
+            unpublished.add(row.key)
+    table, table_error = None, None
+    if with_table:
+        try:
+            table = read_table(settings.web_url("batch"))
+        except OSError as exc:
+            table_error = f"batch web view at {settings.web_url('batch')}: {exc}"
+    styles: dict[str, set[int]] = {}
+    for row in await _rows(member, FavoriteStyle):
+        styles.setdefault(row.uuid, set()).add(row.style_id)
+    return Snapshot(
+        accounts={r.uuid: r.role for r in await _rows(auth, Member)},
+        events=events, unpublished=unpublished,
+        users={r.uuid: r.nickname for r in await _rows(member, UserProfile)},
+        partners={r.uuid: r.nickname for r in await _rows(member, PartnerProfile)},
+        styles=styles,
+        summaries={r.partner_id: (r.nickname, r.style_count, _iso(r.joined_at))
+                   for r in await _rows(batch, PartnerSummaryRow)},
+        table=table, table_error=table_error,
+    )
