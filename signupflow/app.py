@@ -10,13 +10,14 @@ from signupflow.settings import Settings, get_settings
 def create_app(service: str, settings: Settings | None = None) -> faust.App:
     """The Faust app of ``service`` (auth, member or batch) with the project's settings.
 
-    The app id (``signupflow-<service>``) is the Kafka consumer group and the prefix of its
-    internal topics, so each service consumes every event once, independently of the others.
+    The app id (``signupflow-<service>`` unless ``SIGNUPFLOW_<SERVICE>_APP_ID`` says otherwise)
+    is the Kafka consumer group and the prefix of its internal topics, so each service consumes
+    every event once, independently of the others.
     """
     s = settings or get_settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
-        f"signupflow-{service}",
+        s.app_ids[service],
         broker=s.kafka_broker,
         # Tables live in memory and are rebuilt from their changelog topic at start-up.
         store="memory://",

@@ -79,8 +79,9 @@ async def replay(bootstrap: str, source_topic: str, group: str = "signupflow-dlq
     Progress is kept as the offsets of consumer group ``group``, committed only after the
     re-sent events were acknowledged, so running replay twice does not send a letter twice.
     """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+    from signupflow.topic_reader import topic_partitions
     from signupflow.topics import dlq_topic
 
     topic = dlq_topic(source_topic)
@@ -90,8 +91,9 @@ async def replay(bootstrap: str, source_topic: str, group: str = "signupflow-dlq
     await consumer.start()
     await producer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
-                                                          or ())]
+        parts = await topic_partitions(consumer, topic)
+        if not parts:
+            return 0
         consumer.assign(parts)
         end = await consumer.end_offsets(parts)
         for tp in parts:

@@ -36,6 +36,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(PREFIX + name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{PREFIX}{name} must be on or off, got {raw!r}")
+
+
 def _sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
@@ -56,6 +67,8 @@ class Settings:
     scrypt_n: int
     max_event_bytes: int
     log_level: str
+    app_ids: Mapping[str, str]
+    outbox_relay: bool
 
     @property
     def bootstrap_servers(self) -> str:
@@ -100,6 +113,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         scrypt_n=scrypt_n,
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * 1024),
         log_level=env.get(PREFIX + "LOG_LEVEL") or "info",
+        app_ids={s: env.get(f"{PREFIX}{s.upper()}_APP_ID") or f"signupflow-{s}" for s in SERVICES},
+        outbox_relay=_flag(env, "OUTBOX_RELAY", True),
     )
 
 

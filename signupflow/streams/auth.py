@@ -88,6 +88,10 @@ async def relay_once(producer: AIOKafkaProducer) -> int:
 @app.task
 async def outbox_relay() -> None:
     """Publish the outbox forever: on every commit (wake-up) and every second (catch-up)."""
+    if not settings.outbox_relay:
+        log.warning("outbox relay is off (SIGNUPFLOW_OUTBOX_RELAY): signups are stored, "
+                    "their events wait in the outbox")
+        return
     await resources.engine()
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,

@@ -64,9 +64,10 @@ class System:
     def log(self, service: str) -> Path:
         return self.root / "log" / f"{service}.log"
 
-    def start(self, *services: str) -> None:
+    def start(self, *services: str, **env: str) -> None:
+        """Start workers (default: all three); ``env`` adds settings for these processes."""
         for service in services or SERVICES:
-            self.procs[service] = start_worker(service, self.log(service), self.env)
+            self.procs[service] = start_worker(service, self.log(service), {**self.env, **env})
         for service in services or SERVICES:
             wait_http(self.url(service) + "/", 90, self.procs[service])
 
@@ -94,6 +95,27 @@ class System:
             [sys.executable, "-m", "signupflow.cli", *args], env=self.env, capture_output=True,
             text=True, timeout=timeout, check=check,
         )
+
+    def cli_background(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "signupflow.cli", *args], env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def signup(self, count: int, seed: int, *extra: str) -> subprocess.Popen[str]:
+        """``signupflow signup`` in the background (for load during faults)."""
+        return self.cli_background("signup", "--count", str(count), "--seed", str(seed),
+                                   "--url", self.url("auth"), *extra)
+
+    def profiles(self) -> int:
+        return self.count("member", "user_profile") + self.count("member", "partner_profile")
+
+    def assert_consistent(self, settle: float = 90) -> str:
+        """``signupflow verify`` must report every store consistent (it exits 1 otherwise)."""
+        result = self.cli("verify", "--settle", str(settle))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "consistent" in result.stdout
+        return result.stdout
 
     def query(self, service: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         path = self.data_dir / f"{service}.db"
