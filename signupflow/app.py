@@ -5,10 +5,35 @@ from __future__ import annotations
 import faust
 
 from signupflow.settings import Settings, get_settings
+from signupflow.topics import ensure_topics
 
 
-def create_app(service: str, settings: Settings | None = None) -> faust.App:
+class ServiceApp(faust.App):
+    """A faust.App that creates its topics before its consumer first joins the group.
+
+    Faust checks a table's source topic against its changelog using the partition counts the
+    consumer saw when it joined; a changelog created a moment later reads as 0 partitions until
+    the next rebalance. Creating every topic up front (changelogs compacted) avoids that race
+    and an auto-created topic with a wrong partition count.
+    """
+
+    signupflow_topics: list[str]
+    signupflow_settings: Settings
+
+    async def on_first_start(self) -> None:
+        s = self.signupflow_settings
+        changelogs = [t.changelog_topic.get_topic_name() for t in self.tables.values()]
+        await ensure_topics(s.bootstrap_servers, s.partitions, self.signupflow_topics,
+                            compacted=changelogs)
+        await super().on_first_start()
+
+
+def create_app(
+    service: str, settings: Settings | None = None, topics: list[str] | None = None
+) -> ServiceApp:
     """The Faust app of ``service`` (auth, member or batch) with the project's settings.
+
+    ``topics`` are the topics the service reads or writes; they are created at start-up.
 
     The app id (``signupflow-<service>`` unless ``SIGNUPFLOW_<SERVICE>_APP_ID`` says otherwise)
     is the Kafka consumer group and the prefix of its internal topics, so each service consumes
@@ -16,7 +41,7 @@ def create_app(service: str, settings: Settings | None = None) -> faust.App:
     """
     s = settings or get_settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = ServiceApp(
         s.app_ids[service],
         broker=s.kafka_broker,
         # Tables live in memory and are rebuilt from their changelog topic at start-up.
@@ -39,3 +64,6 @@ def create_app(service: str, settings: Settings | None = None) -> faust.App:
         autodiscover=False,
         origin="signupflow",
     )
+    app.signupflow_topics = list(topics or [])
+    app.signupflow_settings = s
+    return app

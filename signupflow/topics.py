@@ -30,13 +30,18 @@ class TopicMismatch(RuntimeError):
 
 
 async def ensure_topics(
-    bootstrap: str, partitions: int, names: Iterable[str] | None = None
+    bootstrap: str, partitions: int, names: Iterable[str] | None = None,
+    compacted: Iterable[str] = (),
 ) -> None:
-    """Create missing topics; refuse to run against a topic with another partition count."""
+    """Create missing topics; refuse to run against a topic with another partition count.
+
+    ``compacted`` topics (table changelogs) keep only the latest record per key.
+    """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    wanted = list(names) if names is not None else all_topics()
+    compact = set(compacted)
+    wanted = [*(names if names is not None else all_topics()), *sorted(compact)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -44,9 +49,11 @@ async def ensure_topics(
         missing = [n for n in wanted if n not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
-                )
+                await admin.create_topics([
+                    NewTopic(n, num_partitions=partitions, replication_factor=1,
+                             topic_configs={"cleanup.policy": "compact"} if n in compact else {})
+                    for n in missing
+                ])
         described = await admin.describe_topics(wanted)
         for topic in described:
             count = len(topic["partitions"])

@@ -34,8 +34,8 @@ RELAY_POLL_INTERVAL = 1.0
 MAX_BODY_BYTES = 16 * 1024
 
 settings = get_settings()
-app = create_app(STAGE, settings)
-resources = Resources(STAGE, settings, [PROFILE_INSERT])
+app = create_app(STAGE, settings, [PROFILE_INSERT])
+resources = Resources(STAGE, settings)
 relay_wakeup = asyncio.Event()
 
 

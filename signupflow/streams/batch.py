@@ -36,12 +36,12 @@ from signupflow.topics import PARTNER_CREATED, dlq_topic
 STAGE = "batch"
 
 settings = get_settings()
-app = create_app(STAGE, settings)
+app = create_app(STAGE, settings, [PARTNER_CREATED, dlq_topic(PARTNER_CREATED)])
 partners_created = raw_topic(app, PARTNER_CREATED, settings.partitions)
 dead_letters = DeadLetters(app, PARTNER_CREATED, settings.partitions)
 partner_summary = define_table(app, settings.partitions)
 register_views(app, partner_summary)
-resources = Resources(STAGE, settings, [PARTNER_CREATED, dlq_topic(PARTNER_CREATED)])
+resources = Resources(STAGE, settings)
 
 
 async def handle(events: Sequence) -> list[PartnerSummary]:

@@ -24,7 +24,7 @@ from signupflow.db import create_schema, make_engine
 from signupflow.dlq import DeadLetter, dead_letter
 from signupflow.domain.decode import InvalidEvent
 from signupflow.settings import Settings
-from signupflow.topics import dlq_topic, ensure_topics
+from signupflow.topics import dlq_topic
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -37,12 +37,11 @@ BATCH_WITHIN = 0.05
 
 
 class Resources:
-    """A service's database engine and topics, made ready once, on first use."""
+    """A service's database engine, with its schema created once, on first use."""
 
-    def __init__(self, service: str, settings: Settings, topics: Sequence[str]):
+    def __init__(self, service: str, settings: Settings):
         self.service = service
         self.settings = settings
-        self.topics = list(topics)
         self._engine: AsyncEngine | None = None
         self._lock = asyncio.Lock()
 
@@ -50,9 +49,6 @@ class Resources:
         if self._engine is None:
             async with self._lock:
                 if self._engine is None:
-                    if self.topics:
-                        await ensure_topics(self.settings.bootstrap_servers,
-                                            self.settings.partitions, self.topics)
                     engine = make_engine(self.settings.database_url(self.service))
                     await create_schema(engine, self.service)
                     self._engine = engine

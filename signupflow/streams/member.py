@@ -34,13 +34,12 @@ from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
 STAGE = "member"
 
 settings = get_settings()
-app = create_app(STAGE, settings)
+app = create_app(STAGE, settings, [PROFILE_INSERT, PARTNER_CREATED, dlq_topic(PROFILE_INSERT)])
 profile_inserts = raw_topic(app, PROFILE_INSERT, settings.partitions)
 partners_created = app.topic(PARTNER_CREATED, key_type=bytes, key_serializer="raw",
                              value_type=PartnerCreated, partitions=settings.partitions)
 dead_letters = DeadLetters(app, PROFILE_INSERT, settings.partitions)
-resources = Resources(STAGE, settings,
-                      [PROFILE_INSERT, PARTNER_CREATED, dlq_topic(PROFILE_INSERT)])
+resources = Resources(STAGE, settings)
 
 
 async def publish_partners(events: Sequence[PartnerCreated]) -> None:

@@ -68,7 +68,7 @@ async def until(predicate: Any, seconds: float = 5.0) -> None:
 def member_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     db = tmp_path / "member.db"
     settings = replace(get_settings(), database_urls={"member": f"sqlite+aiosqlite:///{db}"})
-    monkeypatch.setattr(member, "resources", Resources("member", settings, []))
+    monkeypatch.setattr(member, "resources", Resources("member", settings))
     partners, dlq = Recorder(), Recorder()
     monkeypatch.setattr(member.partners_created, "send", partners.send)
     monkeypatch.setattr(member.dead_letters.topic, "send", dlq.send)
@@ -135,7 +135,7 @@ async def test_member_dead_letters_bad_events_and_keeps_going(
 def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     db = tmp_path / "batch.db"
     settings = replace(get_settings(), database_urls={"batch": f"sqlite+aiosqlite:///{db}"})
-    monkeypatch.setattr(batch, "resources", Resources("batch", settings, []))
+    monkeypatch.setattr(batch, "resources", Resources("batch", settings))
     dlq, changelog = Recorder(), Recorder()
     monkeypatch.setattr(batch.dead_letters.topic, "send", dlq.send)
 
