@@ -189,10 +189,9 @@ def signup(count: int, partner_ratio: float, url: str | None, concurrency: int,
     else:
         bodies = fake_signups(count, partner_ratio, seed)
     with click.progressbar(length=len(bodies), label="signups", file=sys.stderr) as bar:
-        try:
-            tally = asyncio.run(post_signups(url, bodies, concurrency, lambda _: bar.update(1)))
-        except OSError as exc:
-            fail(f"cannot reach the auth service at {url}: {exc}")
+        tally = asyncio.run(post_signups(url, bodies, concurrency, lambda _: bar.update(1)))
+    if tally.unreachable:
+        fail(f"cannot reach the auth service at {url}: {tally.rejected[0].body['error']}")
     click.echo(tally.summary())
     for outcome in tally.rejected[:5]:
         click.echo(f"  {outcome.status}: {json.dumps(outcome.body)}", err=True)

@@ -23,6 +23,11 @@ class Tally:
     accepted: list[SignupOutcome] = field(default_factory=list)
     rejected: list[SignupOutcome] = field(default_factory=list)
 
+    @property
+    def unreachable(self) -> bool:
+        """Nothing got through: every request failed without an HTTP response."""
+        return not self.accepted and all(o.status == NO_RESPONSE for o in self.rejected)
+
     def reasons(self) -> Counter[str]:
         return Counter(f"{o.status} {o.body.get('error', '?')}" for o in self.rejected)
 
@@ -35,11 +40,20 @@ class Tally:
         return line
 
 
+#: Status of an outcome whose request got no HTTP response at all.
+NO_RESPONSE = 0
+
+
 async def post_signup(session: aiohttp.ClientSession, url: str, body: Any) -> SignupOutcome:
+    """POST one signup. A connection failure is an outcome too (status 0), not an exception:
+    the server may or may not have stored that signup, and the others must still be sent."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    async with session.post(url, data=data,
-                            headers={"Content-Type": "application/json"}) as resp:
-        raw = await resp.read()
+    try:
+        async with session.post(url, data=data,
+                                headers={"Content-Type": "application/json"}) as resp:
+            raw = await resp.read()
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return SignupOutcome(NO_RESPONSE, {"error": f"no response ({type(exc).__name__}: {exc})"})
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
