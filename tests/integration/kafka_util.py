@@ -10,3 +10,42 @@ from signupflow import topic_reader
 
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
     return asyncio.run(topic_reader.read_topic(bootstrap, topic))
+
+
+async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]
+                   ) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Send raw records (key, value) in order, each acknowledged before the next."""
+    asyncio.run(_produce(bootstrap, topic, records))
+
+
+async def _lag(bootstrap: str, group: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = await topic_reader.topic_partitions(consumer, topic)
+        end = await consumer.end_offsets(parts)
+        committed = {tp: (await consumer.committed(tp)) or 0 for tp in parts}
+        return sum(end[tp] - committed[tp] for tp in parts)
+    finally:
+        await consumer.stop()
+
+
+def lag(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` not yet committed by consumer group ``group``."""
+    return asyncio.run(_lag(bootstrap, group, topic))
