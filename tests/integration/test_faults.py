@@ -11,9 +11,11 @@ import re
 import subprocess
 import time
 
+from signupflow.broker import free_port
 from signupflow.domain.fake import fake_signups
-from signupflow.topics import PROFILE_INSERT
-from tests.integration.kafka_util import read_topic
+from signupflow.supervisor import start_worker
+from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT
+from tests.integration.kafka_util import lag, read_topic
 from tests.integration.system import System
 
 LOAD = 2000
@@ -106,3 +108,29 @@ def test_broker_restart_under_load_loses_and_duplicates_nothing(tmp_system: Syst
     tmp_system.start_broker()  # same store, same port
     assert finish(load) == LOAD
     assert_exactly(tmp_system, LOAD, seed=15)
+
+
+def test_replaying_profile_insert_from_zero_in_a_fresh_group_creates_no_duplicates(
+    tmp_system: System,
+) -> None:
+    tmp_system.start()
+    assert finish(tmp_system.signup(500, seed=16)) == 500
+    assert_exactly(tmp_system, 500, seed=16)
+    partners = tmp_system.count("member", "partner_profile")
+    tmp_system.ports["replay"] = free_port()
+    tmp_system.procs["replay"] = start_worker(
+        "member", tmp_system.log("member-replay"),
+        {**tmp_system.env, "SIGNUPFLOW_MEMBER_APP_ID": "signupflow-member-replay",
+         "SIGNUPFLOW_MEMBER_WEB_PORT": str(tmp_system.ports["replay"])})
+    tmp_system.wait_until(
+        lambda: lag(tmp_system.bootstrap, "signupflow-member-replay", PROFILE_INSERT) == 0,
+        120, "the fresh group to replay profile-insert from offset 0")
+    # the replay re-published every PartnerCreated; batch absorbed them as well
+    tmp_system.wait_until(
+        lambda: len(read_topic(tmp_system.bootstrap, PARTNER_CREATED)) == 2 * partners, 60,
+        "the replayed PartnerCreated events")
+    tmp_system.wait_until(
+        lambda: lag(tmp_system.bootstrap, "signupflow-batch", PARTNER_CREATED) == 0, 60,
+        "batch to consume them")
+    assert_exactly(tmp_system, 500, seed=16)
+    assert tmp_system.count("member", "partner_profile") == partners

@@ -139,3 +139,26 @@ def test_cli_rejects_bad_arguments_with_a_message(system: System) -> None:
     unreachable = "http://127.0.0.1:9"  # nothing listens on the discard port
     result = system.cli("signup", "--count", "1", "--url", unreachable)
     assert result.returncode == 2 and "cannot reach the auth service" in result.stderr
+
+
+def test_no_plaintext_password_in_any_database_topic_log_or_dead_letter(system: System) -> None:
+    """Grep every file the system wrote (SQLite files and WALs, worker logs, and the broker's
+    log segments, which hold every topic: events, changelogs, offsets, dead letters)."""
+    rejected_password = "Rejected-Secret-0451"
+    status, _ = http("POST", system.url("auth") + "/signup",
+                     {**fake_signups(1, 0, seed=99)[0], "email": "nope",
+                      "password": rejected_password})
+    assert status == 400
+    passwords = [s["password"] for s in fake_signups(COUNT, 0.3, SEED)] + [rejected_password]
+    files = [p for p in system.root.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".log") and "profile-insert" in str(p) for p in files)
+    assert any(p.name == "auth.db" for p in files)
+    nickname = fake_signups(COUNT, 0.3, SEED)[0]["nickname"].encode()
+    found, control = [], []
+    for path in files:
+        data = path.read_bytes()
+        found.extend(f"{path}: {pw}" for pw in passwords if pw.encode() in data)
+        if nickname in data and path.is_relative_to(system.broker_home):
+            control.append(path)
+    assert found == []
+    assert control, "the grep must see topic data (a nickname is in the broker's segments)"
