@@ -168,7 +168,7 @@ def _format_storage(java: str, lib: Path, home: Path, config: Path) -> None:
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     proc = subprocess.run(
         [java, "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format",
-         "-t", cluster_id, "-c", str(config)],
+         f"--cluster-id={cluster_id}", "-c", str(config)],  # ids may start with "-"
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
