@@ -291,5 +291,33 @@ def verify(settle: float, no_table: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.option("--signups", "-n", type=click.IntRange(100, 10_000_000), default=20_000,
+              show_default=True, help="Events per throughput phase.")
+@click.option("--rate", type=click.FloatRange(1, 100_000), default=500, show_default=True,
+              help="Steady events/s for the latency phase.")
+@click.option("--http-signups", type=click.IntRange(10, 100_000), default=300,
+              show_default=True, help="Signups through POST /signup (scrypt-bound).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--partitions", type=click.IntRange(1, 64), default=None,
+              help="Partitions per topic (default: SIGNUPFLOW_PARTITIONS).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(signups: int, rate: float, http_signups: int, concurrency: int,
+          partitions: int | None, as_json: bool) -> None:
+    """Measure throughput and latency against a raw-client ceiling and a hand-written
+    baseline, on a private broker started for the run."""
+    from signupflow.bench import render, run
+
+    def progress(phase: str) -> None:
+        click.echo(f"... {phase}", err=True)
+
+    try:
+        results = asyncio.run(run(signups, rate, http_signups, concurrency,
+                                  partitions or get_settings().partitions, progress))
+    except (local_broker.BrokerError, RuntimeError, TimeoutError) as exc:
+        fail(str(exc))
+    click.echo(json.dumps(results) if as_json else render(results))
+
+
 if __name__ == "__main__":
     main()

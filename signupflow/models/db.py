@@ -53,10 +53,14 @@ class OutboxEvent(AuthTable, table=True):
 
 
 class UserProfile(MemberTable, table=True):
+    """``joined_at`` is when auth accepted the signup; ``stored_at`` when member wrote the row
+    (their difference is the pipeline's latency)."""
+
     __tablename__ = "user_profile"
     uuid: str = Field(primary_key=True, max_length=36)
     nickname: str = Field(max_length=30)
     joined_at: datetime
+    stored_at: datetime
 
 
 class PartnerProfile(MemberTable, table=True):
@@ -64,6 +68,7 @@ class PartnerProfile(MemberTable, table=True):
     uuid: str = Field(primary_key=True, max_length=36)
     nickname: str = Field(max_length=30)
     joined_at: datetime
+    stored_at: datetime
 
 
 class FavoriteStyle(MemberTable, table=True):

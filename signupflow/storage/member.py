@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,9 +22,10 @@ async def save_profiles(engine: AsyncEngine, profiles: Sequence[ProfileInsert]) 
     Keyed inserts (uuid, and (uuid, style_id)) make a redelivered event a no-op.
     """
     users, partners, styles = [], [], []
+    now = datetime.now(UTC)
     for p in profiles:
         row = {"uuid": p.uuid, "nickname": p.nickname,
-               "joined_at": datetime.fromisoformat(p.occurred_at)}
+               "joined_at": datetime.fromisoformat(p.occurred_at), "stored_at": now}
         (partners if p.role == "PARTNER" else users).append(row)
         styles.extend({"uuid": p.uuid, "style_id": s} for s in p.favorite_styles)
     dialect = engine.dialect.name

@@ -140,7 +140,7 @@ def test_verify_reports_planted_inconsistencies(system: System) -> None:
     assert "INCONSISTENT" in result.stdout
 
     with sqlite3.connect(member_db) as conn:  # undo: verify is clean again
-        conn.execute("INSERT INTO user_profile VALUES (?, ?, ?)", row)
+        conn.execute(f"INSERT INTO user_profile VALUES ({', '.join('?' * len(row))})", row)
     with sqlite3.connect(batch_db) as conn:
         conn.execute("DELETE FROM partner_summary WHERE partner_id = ?", (GHOST,))
     system.assert_consistent(settle=0)
