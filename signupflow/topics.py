@@ -7,8 +7,11 @@ Faust table's changelog matches the topic that feeds it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
+from typing import Any
 
 PROFILE_INSERT = "profile-insert"
 PARTNER_CREATED = "partner-created"
@@ -27,6 +30,17 @@ def all_topics() -> list[str]:
 
 class TopicMismatch(RuntimeError):
     """An existing topic has another partition count than the settings ask for."""
+
+
+async def _described(admin: Any, names: list[str], seconds: float = 15.0) -> list[dict]:
+    """Describe topics, waiting while a topic just created (here or by another worker
+    starting at the same moment) still shows no partitions."""
+    deadline = time.monotonic() + seconds
+    while True:
+        described = await admin.describe_topics(names)
+        if all(t["partitions"] for t in described) or time.monotonic() > deadline:
+            return described
+        await asyncio.sleep(0.2)
 
 
 async def ensure_topics(
@@ -54,8 +68,7 @@ async def ensure_topics(
                              topic_configs={"cleanup.policy": "compact"} if n in compact else {})
                     for n in missing
                 ])
-        described = await admin.describe_topics(wanted)
-        for topic in described:
+        for topic in await _described(admin, wanted):
             count = len(topic["partitions"])
             if count != partitions:
                 raise TopicMismatch(
