@@ -36,15 +36,19 @@ STAGE = "member"
 settings = get_settings()
 app = create_app(STAGE, settings, [PROFILE_INSERT, PARTNER_CREATED, dlq_topic(PROFILE_INSERT)])
 profile_inserts = raw_topic(app, PROFILE_INSERT, settings.partitions)
-partners_created = app.topic(PARTNER_CREATED, key_type=bytes, key_serializer="raw",
-                             value_type=PartnerCreated, partitions=settings.partitions)
 dead_letters = DeadLetters(app, PROFILE_INSERT, settings.partitions)
 resources = Resources(STAGE, settings)
 
 
 async def publish_partners(events: Sequence[PartnerCreated]) -> None:
-    futures = [await partners_created.send(key=e.partner_id.encode(), value=e, force=True)
-               for e in events]
+    """Publish and wait for the broker's acknowledgement (before the offsets are committed).
+
+    Straight through the app's producer: ``Topic.send`` adds a task and a FutureMessage per
+    event, which cost 13% of this worker's CPU in a profile.
+    """
+    producer = app.producer
+    futures = [await producer.send(PARTNER_CREATED, e.partner_id.encode(), e.dumps(),
+                                   None, None, None) for e in events]
     await asyncio.gather(*futures)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from signupflow.models.events import PartnerCreated, ProfileInsert
@@ -70,7 +71,11 @@ def member_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
     settings = replace(get_settings(), database_urls={"member": f"sqlite+aiosqlite:///{db}"})
     monkeypatch.setattr(member, "resources", Resources("member", settings))
     partners, dlq = Recorder(), Recorder()
-    monkeypatch.setattr(member.partners_created, "send", partners.send)
+
+    async def producer_send(topic: str, key: bytes, value: bytes, *_: Any) -> Any:
+        return await partners.send(topic=topic, key=key, value=value)
+
+    monkeypatch.setattr(member.app.producer, "send", producer_send)
     monkeypatch.setattr(member.dead_letters.topic, "send", dlq.send)
     return {"db": db, "partners": partners, "dlq": dlq}
 
@@ -96,9 +101,9 @@ async def test_member_writes_profiles_styles_and_publishes_partners(
         [(user.uuid, 3), (partner.uuid, 1), (partner.uuid, 5), (partner.uuid, 7)])
     await until(lambda: len(member_env["partners"].sent) == 1)
     sent = member_env["partners"].sent[0]
-    assert sent["key"] == partner.uuid.encode()
-    assert sent["value"] == PartnerCreated(partner_id=partner.uuid, nickname="velvet_fox",
-                                           style_count=3, occurred_at=NOW)
+    assert (sent["topic"], sent["key"]) == ("partner-created", partner.uuid.encode())
+    assert orjson.loads(sent["value"]) == PartnerCreated(
+        partner_id=partner.uuid, nickname="velvet_fox", style_count=3, occurred_at=NOW).asdict()
 
 
 async def test_member_redelivery_changes_nothing(
