@@ -33,7 +33,6 @@ R = TypeVar("R")
 REJECTED = (IntegrityError, DataError)
 MAX_BACKOFF = 5.0
 BATCH_MAX = 500
-BATCH_WITHIN = 0.05
 
 
 class Resources:
@@ -152,26 +151,68 @@ async def write_or_dead_letter(
     return written
 
 
+async def handle_until_done(
+    events: Sequence[EventT], handle: Callable[[Sequence[EventT]], Awaitable[Any]], stage: str
+) -> None:
+    """Run ``handle`` on a batch until it succeeds (its effects are idempotent).
+
+    Bad events never get here as errors, they become dead letters; what is left is an outage
+    (database, broker) or a bug, and both are better met by a stalled partition that resumes
+    than by acknowledged events that were never applied.
+    """
+    delay = 0.1
+    while True:
+        try:
+            await handle(events)
+            return
+        except Exception:
+            log.exception("%s: batch of %d failed; retrying in %.1fs", stage, len(events), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+
+
 async def run_batches(
     stream: StreamT, handle: Callable[[Sequence[EventT]], Awaitable[Any]], stage: str
 ) -> None:
-    """Feed ``handle`` batches of events; a batch is acknowledged only once it succeeded.
+    """Feed ``handle`` batches of events with natural batching, acknowledging each event only
+    after its batch succeeded.
 
-    Faust acknowledges a batch from ``take_events`` even when the body raises, so an unexpected
-    error here must not escape: the batch is retried (effects are idempotent) until it goes
-    through. Bad events never get here as errors, they become dead letters.
+    A writer handles whatever has arrived as soon as it is free, while the stream keeps
+    reading: under light load a batch is one event and waits for nothing, under heavy load
+    batches grow to ``BATCH_MAX`` and amortise the commit and the publish round trip.
+    (``take_events`` instead waits up to ``within`` for a full batch and reads nothing while a
+    batch is handled.) Acks are manual (``noack``), so an event whose batch did not finish is
+    redelivered after a crash.
     """
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        delay = 0.1
+    manual = stream.noack()
+    pending: list[EventT] = []
+    arrived = asyncio.Event()
+    room = asyncio.Event()
+    room.set()
+
+    async def writer() -> None:
         while True:
-            try:
-                await handle(events)
-                break
-            except Exception:
-                log.exception("%s: batch of %d failed; retrying in %.1fs",
-                              stage, len(events), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
+            await arrived.wait()
+            batch, pending[:] = pending[:BATCH_MAX], pending[BATCH_MAX:]
+            if not pending:
+                arrived.clear()
+            room.set()
+            await handle_until_done(batch, handle, stage)
+            for event in batch:
+                await manual.ack(event)
+
+    task = asyncio.create_task(writer(), name=f"{stage}-writer")
+    try:
+        async for event in manual.events():
+            if task.done():  # the writer never returns by itself; surface why it stopped
+                task.result()
+            pending.append(event)
+            arrived.set()
+            if len(pending) >= 2 * BATCH_MAX:  # back-pressure: let the writer catch up
+                room.clear()
+                await room.wait()
+    finally:
+        task.cancel()
 
 
 @contextmanager
