@@ -150,15 +150,22 @@ def down() -> None:
     import signal as sig
 
     s = get_settings()
+    stopping = []
     for service in SERVICES:
         pid_file = s.data_dir / f"{service}.pid"
         if pid_file.exists():
             try:
-                os.kill(int(pid_file.read_text()), sig.SIGTERM)
-                click.echo(f"stopped {service} worker")
+                pid = int(pid_file.read_text())
+                os.kill(pid, sig.SIGTERM)
+                stopping.append((service, pid))
             except (ProcessLookupError, ValueError):
                 pass
             pid_file.unlink()
+    deadline = time.monotonic() + 30  # workers commit their offsets while the broker is up
+    for service, pid in stopping:
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        click.echo(f"stopped {service} worker")
     click.echo("broker stopped" if local_broker.stop(s.broker_home) else "broker not running")
 
 

@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 SERVICES = ("auth", "member", "batch")
-GUARANTEES = ("at_least_once", "exactly_once")
 PREFIX = "SIGNUPFLOW_"
 
 
@@ -48,13 +47,6 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ValueError(f"{PREFIX}{name} must be on or off, got {raw!r}")
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    raw = (env.get(PREFIX + name) or choices[0]).strip().lower()
-    if raw not in choices:
-        raise ValueError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
 def _sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
@@ -77,7 +69,6 @@ class Settings:
     log_level: str
     app_ids: Mapping[str, str]
     outbox_relay: bool
-    batch_guarantee: str
 
     @property
     def bootstrap_servers(self) -> str:
@@ -124,7 +115,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get(PREFIX + "LOG_LEVEL") or "info",
         app_ids={s: env.get(f"{PREFIX}{s.upper()}_APP_ID") or f"signupflow-{s}" for s in SERVICES},
         outbox_relay=_flag(env, "OUTBOX_RELAY", True),
-        batch_guarantee=_choice(env, "BATCH_GUARANTEE", GUARANTEES),
     )
 
 

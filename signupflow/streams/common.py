@@ -220,7 +220,7 @@ def current_event(event: EventT) -> Iterator[None]:
     """Make ``event`` Faust's current event while a table is updated for it.
 
     A table writes each change to the changelog partition of the current event. Batches from
-    ``take_events`` span partitions, so each update must name its own event, or a summary
+    ``run_batches`` span partitions, so each update must name its own event, or a summary
     could land in another partition's changelog and be lost to its owner after a rebalance.
     """
     token = _current_event.set(weakref.ref(event))
