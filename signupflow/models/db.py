@@ -52,23 +52,22 @@ class OutboxEvent(AuthTable, table=True):
     published_at: datetime | None = Field(default=None, index=True)
 
 
-class UserProfile(MemberTable, table=True):
-    """``joined_at`` is when auth accepted the signup; ``stored_at`` when member wrote the row
-    (their difference is the pipeline's latency)."""
+class Profile(MemberTable):
+    """Columns of both profile tables. ``joined_at`` is when auth accepted the signup,
+    ``stored_at`` when member wrote the row (their difference is the pipeline's latency)."""
 
+    uuid: str = Field(primary_key=True, max_length=36)
+    nickname: str = Field(max_length=30)
+    joined_at: datetime
+    stored_at: datetime
+
+
+class UserProfile(Profile, table=True):
     __tablename__ = "user_profile"
-    uuid: str = Field(primary_key=True, max_length=36)
-    nickname: str = Field(max_length=30)
-    joined_at: datetime
-    stored_at: datetime
 
 
-class PartnerProfile(MemberTable, table=True):
+class PartnerProfile(Profile, table=True):
     __tablename__ = "partner_profile"
-    uuid: str = Field(primary_key=True, max_length=36)
-    nickname: str = Field(max_length=30)
-    joined_at: datetime
-    stored_at: datetime
 
 
 class FavoriteStyle(MemberTable, table=True):
