@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -89,6 +90,18 @@ def test_200_signups_reach_all_three_databases_and_the_table(system: System) -> 
     for record in inserts:  # no personal data beyond what member needs
         event = orjson.loads(record.value)
         assert set(event) == {"uuid", "role", "nickname", "favorite_styles", "occurred_at"}
+
+
+def test_html_view_lists_every_partner(system: System) -> None:
+    _, table = http("GET", system.url("batch") + "/partners/")
+    assert table["count"] > 0  # runs after the 200-signup test
+    with urllib.request.urlopen(system.url("batch") + "/partners.html", timeout=30) as resp:
+        assert resp.headers.get_content_type() == "text/html"
+        page = resp.read().decode()
+    rows = re.findall(r'<tr data-partner-id="([0-9a-f-]{36})"><td>[^<]*</td><td>([^<]*)</td>',
+                      page)
+    assert dict(rows) == {p["partner_id"]: p["nickname"] for p in table["partners"]}
+    assert f'<strong id="count">{table["count"]}</strong>' in page
 
 
 def test_unknown_partner_is_404(system: System) -> None:
