@@ -1,0 +1,96 @@
+"""reconcile(): every kind of disagreement between the three stores is named, none invented."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+
+from signupflow.models.events import ProfileInsert
+from signupflow.verify import Snapshot, reconcile
+
+NOW = "2026-11-26T10:00:00+00:00"
+USER = "00000000-0000-4000-8000-000000000001"
+PARTNER = "00000000-0000-4000-8000-000000000002"
+
+
+def event(uuid: str, role: str, nickname: str, styles: list[int]) -> bytes:
+    return ProfileInsert(uuid=uuid, role=role, nickname=nickname, favorite_styles=styles,
+                         occurred_at=NOW).dumps()
+
+
+def clean() -> Snapshot:
+    return Snapshot(
+        accounts={USER: "USER", PARTNER: "PARTNER"},
+        events={USER: [event(USER, "USER", "neon_owl", [1])],
+                PARTNER: [event(PARTNER, "PARTNER", "amber_fox", [2, 3])]},
+        unpublished=set(),
+        users={USER: "neon_owl"}, partners={PARTNER: "amber_fox"},
+        styles={USER: {1}, PARTNER: {2, 3}},
+        summaries={PARTNER: ("amber_fox", 2, NOW)},
+        table={PARTNER: ("amber_fox", 2, NOW)},
+    )
+
+
+def test_a_clean_snapshot_is_consistent() -> None:
+    report = reconcile(clean())
+    assert report.ok and report.problems == {} and report.in_flight == 0
+    assert report.counts == {"accounts": 2, "users": 1, "partners": 1, "favorite_styles": 3,
+                             "summaries": 1, "table": 1}
+    assert report.render().endswith("consistent")
+
+
+def drop_profile(s: Snapshot) -> None:
+    del s.users[USER]
+
+
+def unpublished_without_profile(s: Snapshot) -> None:
+    del s.users[USER], s.styles[USER]
+    s.unpublished.add(USER)
+
+
+PLANTS: list[tuple[Callable[[Snapshot], None], str, str]] = [
+    (drop_profile, "account without profile", USER),
+    (lambda s: s.accounts.pop(USER), "profile without account", USER),
+    (lambda s: s.users.update({PARTNER: "amber_fox"}), "profile both user and partner", PARTNER),
+    (lambda s: s.events.pop(USER), "account without outbox event", USER),
+    (lambda s: s.events[USER].append(s.events[USER][0]), "account with several events", USER),
+    (lambda s: s.accounts.update({USER: "PARTNER"}), "profile role differs from account", USER),
+    (lambda s: s.users.update({USER: "other"}), "profile differs from its event", USER),
+    (lambda s: s.styles.update({USER: {1, 4}}), "profile differs from its event", USER),
+    (lambda s: s.styles.update({"ghost": {1}}), "styles without profile", "ghost"),
+    (lambda s: s.summaries.pop(PARTNER), "partner without summary", PARTNER),
+    (lambda s: s.summaries.update({"ghost": ("g", 1, NOW)}), "summary without partner", "ghost"),
+    (lambda s: s.summaries.update({PARTNER: ("amber_fox", 5, NOW)}),
+     "summary differs from partner", PARTNER),
+    (lambda s: s.table.pop(PARTNER), "batch.db differs from table", PARTNER),  # type: ignore[union-attr]
+]
+
+
+@pytest.mark.parametrize(("plant", "kind", "uuid"), PLANTS,
+                         ids=[f"{k}-{i}" for i, (_, k, _) in enumerate(PLANTS)])
+def test_each_planted_problem_is_reported(
+    plant: Callable[[Snapshot], None], kind: str, uuid: str
+) -> None:
+    snapshot = copy.deepcopy(clean())
+    plant(snapshot)
+    report = reconcile(snapshot)
+    assert not report.ok
+    assert uuid in report.problems[kind]
+    assert f"PROBLEM {kind}:" in report.render() and "INCONSISTENT" in report.render()
+
+
+def test_an_unpublished_event_is_in_flight_not_a_problem() -> None:
+    snapshot = clean()
+    unpublished_without_profile(snapshot)
+    report = reconcile(snapshot)
+    assert report.ok and report.in_flight == 1
+
+
+def test_an_unreadable_table_is_a_problem_and_an_unchecked_one_is_not() -> None:
+    snapshot = clean()
+    snapshot.table, snapshot.table_error = None, "batch web view: refused"
+    assert reconcile(snapshot).problems == {"table unreadable": ["batch web view: refused"]}
+    snapshot.table_error = None
+    assert reconcile(snapshot).ok
