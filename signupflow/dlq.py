@@ -81,7 +81,7 @@ async def replay(bootstrap: str, source_topic: str, group: str = "signupflow-dlq
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from signupflow.topic_reader import topic_partitions
+    from signupflow.topic_reader import records_until, topic_partitions
     from signupflow.topics import dlq_topic
 
     topic = dlq_topic(source_topic)
@@ -99,17 +99,8 @@ async def replay(bootstrap: str, source_topic: str, group: str = "signupflow-dlq
         for tp in parts:
             if await consumer.committed(tp) is None:
                 await consumer.seek_to_beginning(tp)
-        remaining = {tp for tp in parts if await consumer.position(tp) < end[tp]}
-        futures = []
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    if m.offset >= end[tp]:
-                        continue
-                    futures.append(await producer.send(source_topic, m.value, key=m.key))
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
+        futures = [await producer.send(source_topic, m.value, key=m.key)
+                   async for m in records_until(consumer, end)]
         for fut in futures:
             await fut
         await consumer.commit({tp: end[tp] for tp in parts})

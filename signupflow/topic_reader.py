@@ -1,10 +1,11 @@
-"""Read a topic from the beginning to its current end with a plain consumer (no group).
+"""Read topics to their current end with a plain consumer, independently of Faust.
 
-Used by ``signupflow dlq show`` and ``verify`` and by the tests: an independent view of what
-is on the broker, without Faust.
+Used by ``signupflow dlq show|replay``, the benchmark and the tests.
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -16,6 +17,21 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
         await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def records_until(
+    consumer: AIOKafkaConsumer, end: Mapping[TopicPartition, int]
+) -> AsyncIterator[ConsumerRecord]:
+    """The records of the assigned partitions from their current positions up to ``end``."""
+    remaining = {tp for tp in end if await consumer.position(tp) < end[tp]}
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=1000)
+        for tp, msgs in batch.items():
+            for record in msgs:
+                if record.offset < end[tp]:
+                    yield record
+            if await consumer.position(tp) >= end[tp]:
+                remaining.discard(tp)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
@@ -30,14 +46,6 @@ async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         end = await consumer.end_offsets(parts)
-        records: list[ConsumerRecord] = []
-        remaining = {tp for tp in parts if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, msgs in batch.items():
-                records.extend(m for m in msgs if m.offset < end[tp])
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-        return records
+        return [record async for record in records_until(consumer, end)]
     finally:
         await consumer.stop()
