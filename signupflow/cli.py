@@ -33,20 +33,25 @@ def broker() -> None:
     """The local single-node Apache Kafka broker (no Docker needed)."""
 
 
+def start_broker_with_topics(port: int) -> None:
+    """Start the local broker (idempotent) and create the topics, or exit with the reason."""
+    from signupflow.topics import ensure_topics
+
+    s = get_settings()
+    try:
+        status = local_broker.start(s.broker_home, port)
+        asyncio.run(ensure_topics(status.bootstrap, s.partitions))
+    except (local_broker.BrokerError, RuntimeError) as exc:
+        fail(str(exc))
+    click.echo(f"broker {status.describe()}")
+
+
 @broker.command("start")
 @click.option("--port", type=int, default=None,
               help="Port on 127.0.0.1 (default SIGNUPFLOW_BROKER_PORT or 9092; 0 = any free).")
 def broker_start(port: int | None) -> None:
     """Fetch Kafka (first time), start it, create the topics. Safe to run twice."""
-    from signupflow.topics import ensure_topics
-
-    s = get_settings()
-    try:
-        status = local_broker.start(s.broker_home, s.broker_port if port is None else port)
-        asyncio.run(ensure_topics(status.bootstrap, s.partitions))
-    except (local_broker.BrokerError, RuntimeError) as exc:
-        fail(str(exc))
-    click.echo(f"broker {status.describe()}")
+    start_broker_with_topics(get_settings().broker_port if port is None else port)
 
 
 @broker.command("stop")
@@ -95,16 +100,10 @@ def worker(service: str, loglevel: str | None) -> None:
 def up(detach: bool) -> None:
     """Run the whole system: broker + auth, member, batch workers (with their web views)."""
     from signupflow.supervisor import start_worker, stop_process, wait_http
-    from signupflow.topics import ensure_topics
 
     s = get_settings()
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
-    try:
-        status = local_broker.start(s.broker_home, s.broker_port)
-        asyncio.run(ensure_topics(status.bootstrap, s.partitions))
-    except (local_broker.BrokerError, RuntimeError) as exc:
-        fail(str(exc))
-    click.echo(f"broker {status.describe()}")
+    start_broker_with_topics(s.broker_port)
     logs = s.data_dir / "log"
     procs = {}
     for service in SERVICES:
