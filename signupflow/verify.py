@@ -10,6 +10,7 @@ import json
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -114,14 +115,19 @@ def reconcile(s: Snapshot) -> Report:
     return report
 
 
-async def _rows(url: str, table: type) -> list:
+async def _read(url: str, *tables: type) -> list[list[Any]]:
+    """The rows of ``tables`` of one database, read in one transaction (a consistent view)."""
     engine = make_engine(url)
     try:
         async with engine.connect() as conn:
-            return list((await conn.execute(select(table.__table__))).all())
+            if conn.dialect.name == "sqlite":
+                await conn.exec_driver_sql("BEGIN")  # pysqlite does not begin for SELECTs
+            else:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            return [list((await conn.execute(select(t.__table__))).all()) for t in tables]
     except Exception as exc:  # a service that never ran has no tables yet
         if "no such table" in str(exc):
-            return []
+            return [[] for _ in tables]
         raise
     finally:
         await engine.dispose()
@@ -141,29 +147,35 @@ def _iso(value: datetime) -> str:
 
 
 async def snapshot(settings: Settings, with_table: bool = True) -> Snapshot:
-    auth, member, batch = (settings.database_url(s) for s in ("auth", "member", "batch"))
-    events: dict[str, list[bytes]] = {}
-    unpublished: set[str] = set()
-    for row in await _rows(auth, OutboxEvent):
-        events.setdefault(row.key, []).append(row.payload)
-        if row.published_at is None:
-            unpublished.add(row.key)
+    """Read downstream before upstream (batch, member, then auth): data only flows downstream,
+    so an event in flight can look missing downstream (``--settle`` waits for it) but can never
+    look like an orphan without its upstream record."""
+    (summary_rows,) = await _read(settings.database_url("batch"), PartnerSummaryRow)
     table, table_error = None, None
     if with_table:
         try:
             table = read_table(settings.web_url("batch"))
         except OSError as exc:
             table_error = f"batch web view at {settings.web_url('batch')}: {exc}"
+    user_rows, partner_rows, style_rows = await _read(
+        settings.database_url("member"), UserProfile, PartnerProfile, FavoriteStyle)
+    member_rows, outbox_rows = await _read(settings.database_url("auth"), Member, OutboxEvent)
+    events: dict[str, list[bytes]] = {}
+    unpublished: set[str] = set()
+    for row in outbox_rows:
+        events.setdefault(row.key, []).append(row.payload)
+        if row.published_at is None:
+            unpublished.add(row.key)
     styles: dict[str, set[int]] = {}
-    for row in await _rows(member, FavoriteStyle):
+    for row in style_rows:
         styles.setdefault(row.uuid, set()).add(row.style_id)
     return Snapshot(
-        accounts={r.uuid: r.role for r in await _rows(auth, Member)},
+        accounts={r.uuid: r.role for r in member_rows},
         events=events, unpublished=unpublished,
-        users={r.uuid: r.nickname for r in await _rows(member, UserProfile)},
-        partners={r.uuid: r.nickname for r in await _rows(member, PartnerProfile)},
+        users={r.uuid: r.nickname for r in user_rows},
+        partners={r.uuid: r.nickname for r in partner_rows},
         styles=styles,
         summaries={r.partner_id: (r.nickname, r.style_count, _iso(r.joined_at))
-                   for r in await _rows(batch, PartnerSummaryRow)},
+                   for r in summary_rows},
         table=table, table_error=table_error,
     )
