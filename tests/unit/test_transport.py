@@ -57,9 +57,11 @@ async def test_full_stream_buffer_keeps_faust_race(consumer: Consumer) -> None:
 
 async def test_full_producer_buffer_keeps_faust_race(consumer: Consumer) -> None:
     buffer = consumer.app.producer.buffer
-    buffer.pending = asyncio.Queue()
-    for _ in range(buffer.max_messages + 1):
+    for _ in range(buffer.max_messages):
         buffer.pending.put_nowait(None)
+    assert consumer.callback_cannot_block()
+    buffer.pending.put_nowait(None)
+    assert buffer.size > buffer.max_messages
     assert not consumer.callback_cannot_block()
 
 
