@@ -71,6 +71,15 @@ class System:
         for service in services or SERVICES:
             wait_http(self.url(service) + "/", 90, self.procs[service])
 
+    def start_extra(self, name: str, service: str, **env: str) -> None:
+        """One more ``service`` worker, known as ``name`` (own web port and log); ``env`` adds
+        settings, e.g. another app id. In the same consumer group it shares the partitions."""
+        self.ports[name] = broker.free_port()
+        self.procs[name] = start_worker(
+            service, self.log(name),
+            {**self.env, f"SIGNUPFLOW_{service.upper()}_WEB_PORT": str(self.ports[name]), **env})
+        wait_http(self.url(name) + "/", 90, self.procs[name])
+
     def stop(self, *services: str) -> None:
         for service in services or list(self.procs):
             proc = self.procs.pop(service, None)

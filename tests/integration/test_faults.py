@@ -11,9 +11,7 @@ import re
 import subprocess
 import time
 
-from signupflow.broker import free_port
 from signupflow.domain.fake import fake_signups
-from signupflow.supervisor import start_worker
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT
 from tests.integration.kafka_util import lag, read_topic
 from tests.integration.system import System
@@ -99,6 +97,23 @@ def test_auth_killed_mid_load_leaves_no_account_without_profile(tmp_system: Syst
     tmp_system.assert_consistent()
 
 
+def test_workers_joining_and_leaving_mid_load_lose_and_duplicate_nothing(
+    tmp_system: System,
+) -> None:
+    """Scaling out and back in: four rebalances per group while events flow."""
+    tmp_system.start()
+    load = tmp_system.signup(LOAD, seed=17)
+    tmp_system.wait_until(lambda: tmp_system.profiles() >= 200, 120, "the system under load")
+    tmp_system.start_extra("member-2", "member")
+    tmp_system.start_extra("batch-2", "batch")
+    profiles = tmp_system.profiles()
+    tmp_system.wait_until(lambda: tmp_system.profiles() >= profiles + 200, 120,
+                          "progress with two workers per service")
+    tmp_system.stop("member-2", "batch-2")  # graceful: they hand their partitions back
+    assert finish(load) == LOAD
+    assert_exactly(tmp_system, LOAD, seed=17)
+
+
 def test_broker_restart_under_load_loses_and_duplicates_nothing(tmp_system: System) -> None:
     tmp_system.start()
     load = tmp_system.signup(LOAD, seed=15)
@@ -117,11 +132,8 @@ def test_replaying_profile_insert_from_zero_in_a_fresh_group_creates_no_duplicat
     assert finish(tmp_system.signup(500, seed=16)) == 500
     assert_exactly(tmp_system, 500, seed=16)
     partners = tmp_system.count("member", "partner_profile")
-    tmp_system.ports["replay"] = free_port()
-    tmp_system.procs["replay"] = start_worker(
-        "member", tmp_system.log("member-replay"),
-        {**tmp_system.env, "SIGNUPFLOW_MEMBER_APP_ID": "signupflow-member-replay",
-         "SIGNUPFLOW_MEMBER_WEB_PORT": str(tmp_system.ports["replay"])})
+    tmp_system.start_extra("member-replay", "member",
+                           SIGNUPFLOW_MEMBER_APP_ID="signupflow-member-replay")
     tmp_system.wait_until(
         lambda: lag(tmp_system.bootstrap, "signupflow-member-replay", PROFILE_INSERT) == 0,
         120, "the fresh group to replay profile-insert from offset 0")
