@@ -206,7 +206,7 @@ async def baseline(env: Env, events: Events) -> dict[str, float]:
 
 def profiles(env: Env) -> int:
     return env.count("member", "SELECT (SELECT count(*) FROM user_profile) + "
-                                        "(SELECT count(*) FROM partner_profile)")
+                               "(SELECT count(*) FROM partner_profile)")
 
 
 def summaries(env: Env) -> int:

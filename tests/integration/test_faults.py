@@ -100,7 +100,7 @@ def test_auth_killed_mid_load_leaves_no_account_without_profile(tmp_system: Syst
 def test_workers_joining_and_leaving_mid_load_lose_and_duplicate_nothing(
     tmp_system: System,
 ) -> None:
-    """Scaling out and back in: four rebalances per group while events flow."""
+    """Scaling out and back in: two rebalances per group (join, leave) while events flow."""
     tmp_system.start()
     load = tmp_system.signup(LOAD, seed=17)
     tmp_system.wait_until(lambda: tmp_system.profiles() >= 200, 120, "the system under load")
