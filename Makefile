@@ -1,11 +1,13 @@
 # The two commands: `make run` (the whole system) and `make test` (the whole test suite).
 # Both set up everything they need on a fresh machine: a virtualenv with the package, and the
 # Apache Kafka broker (fetched with Maven on first use, cached under ~/.cache/signupflow).
+# `make test` also installs Debian's chromium (apt, as root or with sudo) for the browser test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench down clean
+.PHONY: run test lint bench down clean chromium
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +18,13 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/signupflow up
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed chromium
 	$(BIN)/ruff check signupflow tests
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+chromium:
+	@command -v chromium >/dev/null || $(SUDO) sh -c 'apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium'
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check signupflow tests

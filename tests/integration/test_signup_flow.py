@@ -13,6 +13,7 @@ import orjson
 
 from signupflow.domain.fake import fake_signups
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT
+from tests.integration.browser import SummaryTable, dump_dom
 from tests.integration.kafka_util import read_topic
 from tests.integration.system import System
 
@@ -102,6 +103,15 @@ def test_html_view_lists_every_partner(system: System) -> None:
                       page)
     assert dict(rows) == {p["partner_id"]: p["nickname"] for p in table["partners"]}
     assert f'<strong id="count">{table["count"]}</strong>' in page
+
+
+def test_html_view_in_headless_chromium_shows_every_summary(system: System) -> None:
+    _, table = http("GET", system.url("batch") + "/partners/")
+    assert table["count"] > 0  # runs after the 200-signup test
+    dom = SummaryTable(dump_dom(system.url("batch") + "/partners.html", system.root / "chromium"))
+    assert dom.count == str(table["count"])
+    assert dom.rows == {p["partner_id"]: [p["partner_id"], p["nickname"], str(p["style_count"]),
+                                          p["joined_at"]] for p in table["partners"]}
 
 
 def test_unknown_partner_is_404(system: System) -> None:
