@@ -1,13 +1,15 @@
 # The two commands: `make run` (the whole system) and `make test` (the whole test suite).
 # Both set up everything they need on a fresh machine: a virtualenv with the package, and the
 # Apache Kafka broker (fetched with Maven on first use, cached under ~/.cache/signupflow).
-# `make test` also installs Debian's chromium (apt, as root or with sudo) for the browser test.
+# `make test` also installs the Debian packages its tests need when they are missing (apt, as
+# root or with sudo): chromium for the browser test, postgresql for the PostgreSQL run (the tests
+# start a private server of their own on a free loopback port, never the package's cluster).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench down clean chromium
+.PHONY: run test lint bench down clean test-packages
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +20,16 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/signupflow up
 
-test: $(BIN)/.installed chromium
+test: $(BIN)/.installed test-packages
 	$(BIN)/ruff check signupflow tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-chromium:
-	@command -v chromium >/dev/null || $(SUDO) sh -c 'apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium'
+test-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -z "$$missing" ] || $(SUDO) sh -c "apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check signupflow tests

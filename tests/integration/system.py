@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
 from signupflow import broker
+from signupflow.db import make_engine
+from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES
 from signupflow.supervisor import start_worker, stop_process, wait_http
 from signupflow.topics import ensure_topics
@@ -126,13 +131,17 @@ class System:
         assert "consistent" in result.stdout
         return result.stdout
 
-    def query(self, service: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    def query(self, service: str, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` in ``service``'s database: its SQLite file, or the URL it was given."""
+        url = self.env.get(f"SIGNUPFLOW_{service.upper()}_DATABASE_URL")
+        if url:
+            return asyncio.run(_query_url(url, sql))
         path = self.data_dir / f"{service}.db"
         if not path.exists():
             return []
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
-            return conn.execute(sql, params).fetchall()
+            return conn.execute(sql).fetchall()
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []
@@ -144,6 +153,17 @@ class System:
         rows = self.query(service, f"SELECT count(*) FROM {table}")
         return int(rows[0][0]) if rows else 0
 
+    def assert_exactly(self, count: int, seed: int) -> None:
+        """Every one of ``count`` signups (``--seed seed``) stored once in every database."""
+        self.wait_until(lambda: self.profiles() == count, 180, f"{count} profiles")
+        assert self.count("auth", "member") == count
+        assert self.count("member", "favorite_style") == sum(
+            len(s["favorite_styles"]) for s in fake_signups(count, 0.3, seed))
+        partners = self.count("member", "partner_profile")
+        self.wait_until(lambda: self.count("batch", "partner_summary") == partners, 120,
+                        "one summary per partner")
+        self.assert_consistent()
+
     def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -152,6 +172,23 @@ class System:
             time.sleep(0.25)
         logs = "\n".join(f"--- {s} log tail ---\n" + _tail(self.log(s)) for s in SERVICES)
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 600) -> int:
+    """Wait for a background ``signupflow signup``; return how many signups were accepted."""
+    out, err = proc.communicate(timeout=timeout)
+    match = re.search(r"accepted (\d+)", out)
+    assert match, out + err
+    return int(match.group(1))
+
+
+async def _query_url(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(sql))]
+    finally:
+        await engine.dispose()
 
 
 def _tail(path: Path, lines: int = 25) -> str:

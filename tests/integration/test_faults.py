@@ -7,38 +7,17 @@ broker is stopped. Afterwards, the exact row counts and ``signupflow verify`` mu
 
 from __future__ import annotations
 
-import re
-import subprocess
 import time
 
-from signupflow.domain.fake import fake_signups
+import pytest
+
+from signupflow.settings import SERVICES
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT
 from tests.integration.kafka_util import lag, read_topic
-from tests.integration.system import System
+from tests.integration.postgres import database_settings
+from tests.integration.system import System, finish
 
 LOAD = 2000
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 600) -> int:
-    """Wait for a background ``signupflow signup``; return how many signups were accepted."""
-    out, err = proc.communicate(timeout=timeout)
-    match = re.search(r"accepted (\d+)", out)
-    assert match, out + err
-    return int(match.group(1))
-
-
-def expected_styles(count: int, seed: int) -> int:
-    return sum(len(s["favorite_styles"]) for s in fake_signups(count, 0.3, seed))
-
-
-def assert_exactly(system: System, count: int, seed: int) -> None:
-    system.wait_until(lambda: system.profiles() == count, 180, f"{count} profiles")
-    assert system.count("auth", "member") == count
-    assert system.count("member", "favorite_style") == expected_styles(count, seed)
-    partners = system.count("member", "partner_profile")
-    system.wait_until(lambda: system.count("batch", "partner_summary") == partners, 120,
-                      "one summary per partner")
-    system.assert_consistent()
 
 
 def test_member_killed_mid_load_loses_and_duplicates_nothing(tmp_system: System) -> None:
@@ -49,7 +28,7 @@ def test_member_killed_mid_load_loses_and_duplicates_nothing(tmp_system: System)
     time.sleep(2)
     tmp_system.start("member")
     assert finish(load) == LOAD
-    assert_exactly(tmp_system, LOAD, seed=11)
+    tmp_system.assert_exactly(LOAD, seed=11)
 
 
 def test_batch_killed_mid_load_recovers_its_table_from_the_changelog(
@@ -64,7 +43,7 @@ def test_batch_killed_mid_load_recovers_its_table_from_the_changelog(
     tmp_system.start("batch")
     assert finish(load) == LOAD
     # verify compares batch.db with the table served by the restarted worker
-    assert_exactly(tmp_system, LOAD, seed=12)
+    tmp_system.assert_exactly(LOAD, seed=12)
 
 
 def test_auth_killed_between_commit_and_publish_publishes_after_restart(
@@ -78,7 +57,7 @@ def test_auth_killed_between_commit_and_publish_publishes_after_restart(
     assert tmp_system.count("auth", "member") == 300 and tmp_system.profiles() == 0
     tmp_system.kill("auth")
     tmp_system.start("auth")
-    assert_exactly(tmp_system, 300, seed=13)
+    tmp_system.assert_exactly(300, seed=13)
 
 
 def test_auth_killed_mid_load_leaves_no_account_without_profile(tmp_system: System) -> None:
@@ -111,7 +90,7 @@ def test_workers_joining_and_leaving_mid_load_lose_and_duplicate_nothing(
                           "progress with two workers per service")
     tmp_system.stop("member-2", "batch-2")  # graceful: they hand their partitions back
     assert finish(load) == LOAD
-    assert_exactly(tmp_system, LOAD, seed=17)
+    tmp_system.assert_exactly(LOAD, seed=17)
 
 
 def test_broker_restart_under_load_loses_and_duplicates_nothing(tmp_system: System) -> None:
@@ -122,27 +101,35 @@ def test_broker_restart_under_load_loses_and_duplicates_nothing(tmp_system: Syst
     time.sleep(5)  # auth keeps accepting: signups wait in its outbox
     tmp_system.start_broker()  # same store, same port
     assert finish(load) == LOAD
-    assert_exactly(tmp_system, LOAD, seed=15)
+    tmp_system.assert_exactly(LOAD, seed=15)
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_replaying_profile_insert_from_zero_in_a_fresh_group_creates_no_duplicates(
-    tmp_system: System,
+    tmp_system: System, database: str,
 ) -> None:
-    tmp_system.start()
-    assert finish(tmp_system.signup(500, seed=16)) == 500
-    assert_exactly(tmp_system, 500, seed=16)
-    partners = tmp_system.count("member", "partner_profile")
-    tmp_system.start_extra("member-replay", "member",
-                           SIGNUPFLOW_MEMBER_APP_ID="signupflow-member-replay")
-    tmp_system.wait_until(
-        lambda: lag(tmp_system.bootstrap, "signupflow-member-replay", PROFILE_INSERT) == 0,
-        120, "the fresh group to replay profile-insert from offset 0")
-    # the replay re-published every PartnerCreated; batch absorbed them as well
-    tmp_system.wait_until(
-        lambda: len(read_topic(tmp_system.bootstrap, PARTNER_CREATED)) == 2 * partners, 60,
-        "the replayed PartnerCreated events")
-    tmp_system.wait_until(
-        lambda: lag(tmp_system.bootstrap, "signupflow-batch", PARTNER_CREATED) == 0, 60,
-        "batch to consume them")
-    assert_exactly(tmp_system, 500, seed=16)
-    assert tmp_system.count("member", "partner_profile") == partners
+    """Also the whole flow on PostgreSQL: outbox, inserts that ignore conflicts, upserts."""
+    with database_settings(database) as settings:
+        tmp_system.env.update(settings)
+        tmp_system.start()
+        assert finish(tmp_system.signup(500, seed=16)) == 500
+        tmp_system.assert_exactly(500, seed=16)
+        partners = tmp_system.count("member", "partner_profile")
+        tmp_system.start_extra("member-replay", "member",
+                               SIGNUPFLOW_MEMBER_APP_ID="signupflow-member-replay")
+        tmp_system.wait_until(
+            lambda: lag(tmp_system.bootstrap, "signupflow-member-replay", PROFILE_INSERT) == 0,
+            120, "the fresh group to replay profile-insert from offset 0")
+        # the replay re-published every PartnerCreated; batch absorbed them as well
+        tmp_system.wait_until(
+            lambda: len(read_topic(tmp_system.bootstrap, PARTNER_CREATED)) == 2 * partners, 60,
+            "the replayed PartnerCreated events")
+        tmp_system.wait_until(
+            lambda: lag(tmp_system.bootstrap, "signupflow-batch", PARTNER_CREATED) == 0, 60,
+            "batch to consume them")
+        tmp_system.assert_exactly(500, seed=16)
+        assert tmp_system.count("member", "partner_profile") == partners
+        # the PostgreSQL run really wrote there, not to the default SQLite files
+        assert [(tmp_system.data_dir / f"{s}.db").exists() for s in SERVICES] == [
+            database == "sqlite"] * len(SERVICES)
+        tmp_system.stop()  # before the database server goes
