@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -54,18 +55,29 @@ async def register(
         raise
 
 
-async def pending_events(engine: AsyncEngine, limit: int) -> list[PendingEvent]:
-    """Unpublished outbox rows, oldest first (the order they were committed in)."""
+async def publish_pending(
+    engine: AsyncEngine, limit: int, publish: Callable[[list[PendingEvent]], Awaitable[None]],
+) -> int:
+    """Publish up to ``limit`` unpublished outbox rows, oldest first, and mark them published.
+
+    ``publish`` must return only once the broker has acknowledged every event; the rows are
+    marked in the same transaction that selected them, so a crash before the commit leaves
+    them pending (published again later: at-least-once). On PostgreSQL the rows are locked
+    with ``FOR UPDATE SKIP LOCKED`` until then, so auth workers sharing one database each
+    publish different rows instead of the same ones twice. (SQLite has no row locks and
+    ignores the clause; there each auth worker has its own database file.)
+    """
     query = (select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.payload)
-             .where(OUTBOX.c.published_at.is_(None)).order_by(OUTBOX.c.id).limit(limit))
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    return [PendingEvent(r.id, r.topic, r.key.encode(), r.payload) for r in rows]
-
-
-async def mark_published(engine: AsyncEngine, ids: list[int], now: datetime) -> None:
+             .where(OUTBOX.c.published_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
+             .with_for_update(skip_locked=True))
     async with engine.begin() as conn:
-        await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(ids)).values(published_at=now))
+        rows = (await conn.execute(query)).all()
+        if not rows:
+            return 0
+        await publish([PendingEvent(r.id, r.topic, r.key.encode(), r.payload) for r in rows])
+        await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_([r.id for r in rows]))
+                           .values(published_at=datetime.now(UTC)))
+    return len(rows)
 
 
 async def count_members(engine: AsyncEngine) -> int:

@@ -4,7 +4,8 @@ Run: ``signupflow worker auth`` or ``faust -A signupflow.streams.auth worker``.
 Guarantee: the member row and its ProfileInsert outbox row commit in one transaction; the relay
 publishes pending rows in commit order with an idempotent, acks=all producer and marks them
 published only after the broker acknowledged. A crash anywhere loses no event; at worst an event
-is published twice, which the consumers absorb.
+is published twice, which the consumers absorb. Auth workers sharing a PostgreSQL database
+split the outbox between their relays (row locks, see ``publish_pending``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from signupflow.app import create_app
 from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
 from signupflow.settings import get_settings
-from signupflow.storage.auth import EmailTaken, mark_published, pending_events, register
+from signupflow.storage.auth import EmailTaken, PendingEvent, publish_pending, register
 from signupflow.streams.common import Resources
 from signupflow.topics import PROFILE_INSERT
 
@@ -75,14 +76,12 @@ class SignupView(View):
 
 async def relay_once(producer: AIOKafkaProducer) -> int:
     """Publish one batch of pending outbox rows; returns how many were published."""
-    engine = await resources.engine()
-    pending = await pending_events(engine, RELAY_BATCH)
-    if not pending:
-        return 0
-    futures = [await producer.send(row.topic, row.payload, key=row.key) for row in pending]
-    await asyncio.gather(*futures)
-    await mark_published(engine, [row.id for row in pending], datetime.now(UTC))
-    return len(pending)
+
+    async def publish(pending: list[PendingEvent]) -> None:
+        futures = [await producer.send(row.topic, row.payload, key=row.key) for row in pending]
+        await asyncio.gather(*futures)
+
+    return await publish_pending(await resources.engine(), RELAY_BATCH, publish)
 
 
 @app.task

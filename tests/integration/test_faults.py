@@ -93,6 +93,20 @@ def test_workers_joining_and_leaving_mid_load_lose_and_duplicate_nothing(
     tmp_system.assert_exactly(LOAD, seed=17)
 
 
+def test_two_auth_workers_on_one_postgresql_database_publish_each_event_once(
+    tmp_system: System,
+) -> None:
+    """Both relays poll the same outbox; row locks (SKIP LOCKED) split it between them."""
+    with database_settings("postgresql") as settings:
+        tmp_system.env.update(settings)
+        tmp_system.start()
+        tmp_system.start_extra("auth-2", "auth")  # relays only: the signups go to the first
+        assert finish(tmp_system.signup(LOAD, seed=18)) == LOAD
+        tmp_system.assert_exactly(LOAD, seed=18)
+        assert len(read_topic(tmp_system.bootstrap, PROFILE_INSERT)) == LOAD
+        tmp_system.stop()  # before the database server goes
+
+
 def test_broker_restart_under_load_loses_and_duplicates_nothing(tmp_system: System) -> None:
     tmp_system.start()
     load = tmp_system.signup(LOAD, seed=15)
