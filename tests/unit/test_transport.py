@@ -40,6 +40,17 @@ async def test_a_callback_that_cannot_block_is_awaited_directly(consumer: Consum
     assert await handed_off_in_own_task(consumer)
 
 
+async def test_the_direct_hand_off_still_lets_other_tasks_run(consumer: Consumer) -> None:
+    ran: list[bool] = []
+
+    async def other_task() -> None:
+        ran.append(True)
+
+    asyncio.get_running_loop().create_task(other_task())
+    assert await handed_off_in_own_task(consumer)
+    assert ran  # table recovery must get its turn between messages
+
+
 async def test_suspended_flow_keeps_faust_race(consumer: Consumer) -> None:
     consumer.app.flow_control.suspend()
     assert not consumer.callback_cannot_block()
