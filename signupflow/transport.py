@@ -15,7 +15,7 @@ After each message the fast path still yields to the event loop once, as Faust's
 Without that, the fetch loop ran up to 100 messages while table recovery was waiting to resume
 flow (which clears the stream buffers) after seeking to the committed offsets, and a batch
 worker restarted under load then skipped a range of events for good (marked as an offset gap):
-2 runs in 5 of the batch kill -9 test failed that way, none in 12 with the yield.
+2 runs in 5 of the batch kill -9 test failed that way, none in 6 with the yield.
 """
 
 from __future__ import annotations
