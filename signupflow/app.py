@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-from faust.types import TransportT
 
-from signupflow import transport
 from signupflow.settings import Settings, get_settings
 from signupflow.topics import ensure_topics
 
@@ -43,10 +41,6 @@ class ServiceApp(faust.App):
         await ensure_topics(s.bootstrap_servers, s.partitions, self.signupflow_topics,
                             compacted=changelogs)
         await super().on_first_start()
-
-    def _new_transport(self) -> TransportT:
-        # Faust's own kafka:// transport but with a cheaper per-message hand-off (transport.py).
-        return transport.Transport(self.conf.broker_consumer, self)
 
 
 def create_app(
