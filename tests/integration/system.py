@@ -14,7 +14,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES
 from signupflow.supervisor import start_worker, stop_process, wait_http
 from signupflow.topics import ensure_topics
+from tests.integration.postgres import database_settings
 
 PARTITIONS = 4
 
@@ -84,6 +86,17 @@ class System:
             service, self.log(name),
             {**self.env, f"SIGNUPFLOW_{service.upper()}_WEB_PORT": str(self.ports[name]), **env})
         wait_http(self.url(name) + "/", 90, self.procs[name])
+
+    @contextmanager
+    def databases(self, kind: str) -> Iterator[None]:
+        """Workers started inside use ``kind`` databases (see ``database_settings``); they are
+        stopped on the way out, before the databases go."""
+        with database_settings(kind) as settings:
+            self.env.update(settings)
+            try:
+                yield
+            finally:
+                self.stop()
 
     def stop(self, *services: str) -> None:
         for service in services or list(self.procs):

@@ -14,7 +14,6 @@ import pytest
 from signupflow.settings import SERVICES
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT
 from tests.integration.kafka_util import lag, read_topic
-from tests.integration.postgres import database_settings
 from tests.integration.system import System, finish
 
 LOAD = 2000
@@ -97,14 +96,12 @@ def test_two_auth_workers_on_one_postgresql_database_publish_each_event_once(
     tmp_system: System,
 ) -> None:
     """Both relays poll the same outbox; row locks (SKIP LOCKED) split it between them."""
-    with database_settings("postgresql") as settings:
-        tmp_system.env.update(settings)
+    with tmp_system.databases("postgresql"):
         tmp_system.start()
         tmp_system.start_extra("auth-2", "auth")  # relays only: the signups go to the first
         assert finish(tmp_system.signup(LOAD, seed=18)) == LOAD
         tmp_system.assert_exactly(LOAD, seed=18)
         assert len(read_topic(tmp_system.bootstrap, PROFILE_INSERT)) == LOAD
-        tmp_system.stop()  # before the database server goes
 
 
 def test_broker_restart_under_load_loses_and_duplicates_nothing(tmp_system: System) -> None:
@@ -123,8 +120,7 @@ def test_replaying_profile_insert_from_zero_in_a_fresh_group_creates_no_duplicat
     tmp_system: System, database: str,
 ) -> None:
     """Also the whole flow on PostgreSQL: outbox, inserts that ignore conflicts, upserts."""
-    with database_settings(database) as settings:
-        tmp_system.env.update(settings)
+    with tmp_system.databases(database):
         tmp_system.start()
         assert finish(tmp_system.signup(500, seed=16)) == 500
         tmp_system.assert_exactly(500, seed=16)
@@ -146,4 +142,3 @@ def test_replaying_profile_insert_from_zero_in_a_fresh_group_creates_no_duplicat
         # the PostgreSQL run really wrote there, not to the default SQLite files
         assert [(tmp_system.data_dir / f"{s}.db").exists() for s in SERVICES] == [
             database == "sqlite"] * len(SERVICES)
-        tmp_system.stop()  # before the database server goes
