@@ -41,6 +41,24 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+async def ping(engine: AsyncEngine) -> bool:
+    """Whether the database would take a write now.
+
+    On SQLite this takes the write lock (``BEGIN IMMEDIATE``, waiting up to the busy timeout),
+    so a database locked by another writer reads as unavailable, like one that is down.
+    """
+    try:
+        async with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                await conn.rollback()
+            else:
+                await conn.exec_driver_sql("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
 async def create_schema(engine: AsyncEngine, service: str) -> None:
     """Create the service's own tables (idempotent)."""
     async with engine.begin() as conn:

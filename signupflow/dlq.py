@@ -31,6 +31,11 @@ class DeadLetter:
     stage: str
     failed_at: str
 
+    @property
+    def position(self) -> tuple[str, int, int]:
+        """Where the event came from: (topic, partition, offset)."""
+        return (self.source_topic, self.source_partition, self.source_offset)
+
     def headers(self) -> list[tuple[str, bytes]]:
         return [
             (H_ERROR, self.error[:MAX_REASON].encode()),

@@ -64,6 +64,7 @@ class Settings:
     web_ports: Mapping[str, int]
     partitions: int
     session_timeout: float
+    shutdown_timeout: float
     scrypt_n: int
     max_event_bytes: int
     log_level: str
@@ -100,6 +101,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     scrypt_n = _int(env, "SCRYPT_N", 2**14)
     if scrypt_n < 2**12 or scrypt_n & (scrypt_n - 1):
         raise ValueError(f"{PREFIX}SCRYPT_N must be a power of two >= 4096, got {scrypt_n}")
+    shutdown_timeout = _float(env, "SHUTDOWN_TIMEOUT", 15.0)
+    if shutdown_timeout <= 0:
+        raise ValueError(f"{PREFIX}SHUTDOWN_TIMEOUT must be above 0, got {shutdown_timeout}")
     return Settings(
         data_dir=data_dir,
         broker_home=Path(env.get(PREFIX + "BROKER_HOME") or data_dir / "broker").resolve(),
@@ -110,6 +114,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_ports=ports,
         partitions=partitions,
         session_timeout=_float(env, "SESSION_TIMEOUT", 10.0),
+        shutdown_timeout=shutdown_timeout,
         scrypt_n=scrypt_n,
         max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * 1024),
         log_level=env.get(PREFIX + "LOG_LEVEL") or "info",

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from signupflow.db import make_engine
 from signupflow.domain.decode import InvalidEvent, decode_profile_insert
+from signupflow.domain.reuse import instant
 from signupflow.models.db import (
     FavoriteStyle,
     Member,
@@ -26,7 +27,7 @@ from signupflow.models.db import (
 )
 from signupflow.settings import Settings
 
-Summary = tuple[str, int, str]  # nickname, style_count, joined_at (ISO)
+Summary = tuple[str, int, datetime]  # nickname, style_count, joined_at (an instant, in UTC)
 SAMPLE = 5
 
 
@@ -137,13 +138,8 @@ def read_table(batch_url: str) -> dict[str, Summary]:
     """The partner-summary table as served by the batch web view (raises OSError)."""
     with urllib.request.urlopen(batch_url.rstrip("/") + "/partners/", timeout=10) as resp:
         data = json.load(resp)
-    return {p["partner_id"]: (p["nickname"], p["style_count"], p["joined_at"])
+    return {p["partner_id"]: (p["nickname"], p["style_count"], instant(p["joined_at"]))
             for p in data["partners"]}
-
-
-def _iso(value: datetime) -> str:
-    """Stored timestamps are UTC; SQLite gives them back without an offset."""
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 async def snapshot(settings: Settings, with_table: bool = True) -> Snapshot:
@@ -175,7 +171,7 @@ async def snapshot(settings: Settings, with_table: bool = True) -> Snapshot:
         users={r.uuid: r.nickname for r in user_rows},
         partners={r.uuid: r.nickname for r in partner_rows},
         styles=styles,
-        summaries={r.partner_id: (r.nickname, r.style_count, _iso(r.joined_at))
+        summaries={r.partner_id: (r.nickname, r.style_count, instant(r.joined_at))
                    for r in summary_rows},
         table=table, table_error=table_error,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid as uuid_mod
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from signupflow.domain.styles import MAX_FAVORITE_STYLES, STYLES
@@ -28,10 +28,17 @@ def get(data: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def check_str(value: Any, min_len: int = 1, max_len: int = 100) -> str:
+def check_text(value: Any) -> str:
+    """A string every supported database can store: PostgreSQL refuses NUL in text."""
     if not isinstance(value, str):
         raise FieldError(f"must be a string, got {type(value).__name__}")
-    value = value.strip()
+    if "\x00" in value:
+        raise FieldError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+def check_str(value: Any, min_len: int = 1, max_len: int = 100) -> str:
+    value = check_text(value).strip()
     if not min_len <= len(value) <= max_len:
         raise FieldError(f"must be {min_len} to {max_len} characters long")
     return value
@@ -65,8 +72,18 @@ def check_int(value: Any, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
     return value
 
 
+def canonical_timestamp(value: datetime) -> str:
+    """The one text form of an instant that every stage stores and compares: UTC, ISO-8601."""
+    return value.astimezone(UTC).isoformat()
+
+
 def check_timestamp(value: Any) -> str:
-    """An ISO-8601 timestamp with a UTC offset, returned unchanged."""
+    """An ISO-8601 timestamp with a UTC offset, returned in canonical UTC form.
+
+    Normalising here means every store holds the same text for the same instant, and an
+    instant that cannot be expressed in UTC (year 9999 at -12:00) is refused before it can
+    reach a database.
+    """
     if not isinstance(value, str):
         raise FieldError(f"must be an ISO-8601 timestamp string, got {type(value).__name__}")
     try:
@@ -75,7 +92,10 @@ def check_timestamp(value: Any) -> str:
         raise FieldError(f"must be an ISO-8601 timestamp, got {value[:40]!r}") from None
     if parsed.tzinfo is None:
         raise FieldError("must carry a UTC offset (e.g. +00:00)")
-    return value
+    try:
+        return canonical_timestamp(parsed)
+    except OverflowError:
+        raise FieldError(f"is out of range once converted to UTC, got {value[:40]!r}") from None
 
 
 def check_styles(value: Any) -> list[int]:

@@ -14,9 +14,11 @@ from typing import Any
 from signupflow.domain.fields import (
     MISSING,
     FieldError,
+    canonical_timestamp,
     check_choice,
     check_str,
     check_styles,
+    check_text,
     get,
 )
 from signupflow.models.events import ROLES, ProfileInsert
@@ -62,8 +64,7 @@ def check_email(value: Any) -> str:
 
 
 def check_password(value: Any) -> str:
-    if not isinstance(value, str):
-        raise FieldError(f"must be a string, got {type(value).__name__}")
+    value = check_text(value)
     if not 8 <= len(value) <= 128:
         raise FieldError("must be 8 to 128 characters long")
     return value
@@ -144,5 +145,5 @@ def profile_event(signup: Signup, member_uuid: str, occurred_at: datetime) -> Pr
         role=signup.role,
         nickname=signup.nickname,
         favorite_styles=list(signup.favorite_styles),
-        occurred_at=occurred_at.isoformat(),
+        occurred_at=canonical_timestamp(occurred_at),
     )

@@ -13,14 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from signupflow.domain.signup import Signup
 from signupflow.models.db import Member, OutboxEvent
 from signupflow.models.events import ProfileInsert
+from signupflow.storage.errors import EmailTaken, translated
 from signupflow.topics import PROFILE_INSERT
 
 MEMBERS = Member.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxEvent.__table__  # type: ignore[attr-defined]
-
-
-class EmailTaken(Exception):
-    """Another account already uses this email."""
 
 
 @dataclass(frozen=True)
@@ -45,14 +42,15 @@ async def register(
     }
     outbox = {"topic": PROFILE_INSERT, "key": event.uuid, "payload": event.dumps(),
               "created_at": now, "published_at": None}
-    try:
+    with translated():
         async with engine.begin() as conn:
-            await conn.execute(MEMBERS.insert(), member)
+            try:
+                await conn.execute(MEMBERS.insert(), member)
+            except IntegrityError:
+                # The uuid is fresh and random: the one unique value a new account can clash on
+                # is its email, so no need to parse the driver's message.
+                raise EmailTaken(signup.email) from None
             await conn.execute(OUTBOX.insert(), outbox)
-    except IntegrityError as exc:
-        if "email" in str(exc.orig).lower():
-            raise EmailTaken(signup.email) from None
-        raise
 
 
 async def publish_pending(
@@ -70,16 +68,19 @@ async def publish_pending(
     query = (select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.payload)
              .where(OUTBOX.c.published_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
              .with_for_update(skip_locked=True))
-    async with engine.begin() as conn:
-        rows = (await conn.execute(query)).all()
-        if not rows:
-            return 0
-        await publish([PendingEvent(r.id, r.topic, r.key.encode(), r.payload) for r in rows])
-        await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_([r.id for r in rows]))
-                           .values(published_at=datetime.now(UTC)))
+    with translated():
+        async with engine.begin() as conn:
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return 0
+            await publish([PendingEvent(r.id, r.topic, r.key.encode(), r.payload) for r in rows])
+            await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_([r.id for r in rows]))
+                               .values(published_at=datetime.now(UTC)))
     return len(rows)
 
 
 async def count_members(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(MEMBERS))).scalar_one())
+    with translated():
+        async with engine.connect() as conn:
+            return int((await conn.execute(
+                select(func.count()).select_from(MEMBERS))).scalar_one())

@@ -11,21 +11,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from signupflow.db import upsert
 from signupflow.models.db import PartnerSummaryRow
 from signupflow.models.events import PartnerSummary
+from signupflow.storage.errors import translated
 
 SUMMARIES = PartnerSummaryRow.__table__  # type: ignore[attr-defined]
 
 
-async def save_summaries(engine: AsyncEngine, summaries: Sequence[PartnerSummary]) -> None:
-    """Upsert summaries by partner_id: writing the same summary twice changes nothing."""
+async def save_summaries(
+    engine: AsyncEngine, summaries: Sequence[PartnerSummary]
+) -> dict[int, str]:
+    """Upsert summaries by partner_id: writing the same summary twice changes nothing.
+
+    Refuses none itself (conflicts are found against the table first): returns ``{}``.
+    """
     if not summaries:
-        return
+        return {}
     rows = [{
         "partner_id": s.partner_id, "nickname": s.nickname, "style_count": s.style_count,
         "joined_at": datetime.fromisoformat(s.joined_at),
         "summarized_at": datetime.fromisoformat(s.summarized_at),
     } for s in summaries]
-    async with engine.begin() as conn:
-        await conn.execute(upsert(SUMMARIES, engine.dialect.name, ["partner_id"]), rows)
+    with translated():
+        async with engine.begin() as conn:
+            await conn.execute(upsert(SUMMARIES, engine.dialect.name, ["partner_id"]), rows)
+    return {}
 
 
 async def load_summaries(engine: AsyncEngine) -> list[PartnerSummaryRow]:

@@ -24,7 +24,8 @@ from signupflow.app import create_app
 from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
 from signupflow.settings import get_settings
-from signupflow.storage.auth import EmailTaken, PendingEvent, publish_pending, register
+from signupflow.storage.auth import PendingEvent, publish_pending, register
+from signupflow.storage.errors import EmailTaken
 from signupflow.streams.common import Resources
 from signupflow.topics import PROFILE_INSERT
 

@@ -3,11 +3,14 @@
 Run: ``signupflow worker batch`` or ``faust -A signupflow.streams.batch worker``.
 Guarantee: at-least-once with idempotent effects. A redelivered PartnerCreated produces the
 same summary, which :func:`merge_summary` recognises, so neither the table (nor its changelog)
-nor batch.db changes. The table is rebuilt from its changelog after a restart.
+nor batch.db changes; one that says something else about a summarised partner is a conflict
+and is dead-lettered. The table is rebuilt from its changelog after a restart, and a changelog
+record is acknowledged by the broker before the offset of its event is.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -15,7 +18,9 @@ from functools import partial
 from faust.types import EventT, StreamT
 
 from signupflow.app import create_app
+from signupflow.db import ping
 from signupflow.domain.decode import decode_partner_created
+from signupflow.domain.reuse import Conflict
 from signupflow.domain.summary import merge_summary
 from signupflow.models.events import PartnerSummary
 from signupflow.settings import get_settings
@@ -24,12 +29,11 @@ from signupflow.streams.common import (
     DeadLetters,
     Decoded,
     Resources,
-    current_event,
     decode_events,
     raw_topic,
     run_batches,
-    write_or_dead_letter,
 )
+from signupflow.streams.retry import until_done, write_isolating
 from signupflow.tables.partner_summary import define_table, register_views
 from signupflow.topics import PARTNER_CREATED, dlq_topic
 
@@ -44,29 +48,51 @@ register_views(app, partner_summary)
 resources = Resources(STAGE, settings)
 
 
-async def handle(events: Sequence) -> list[PartnerSummary]:
+async def handle(events: Sequence[EventT]) -> list[PartnerSummary]:
     """Process one batch of raw partner-created events; returns the summaries changed."""
     engine = await resources.engine()
     decoded = decode_events(events, decode_partner_created, settings.max_event_bytes, STAGE)
-    await dead_letters.send(decoded.dead)
     now = datetime.now(UTC)
     latest: dict[str, tuple[PartnerSummary, EventT]] = {}  # one summary per partner per batch
-    for event, raw in zip(decoded.records, decoded.events, strict=True):
+    conflicts: dict[int, str] = {}
+    for i, (event, raw) in enumerate(zip(decoded.records, decoded.events, strict=True)):
         pid = event.partner_id
-        current = latest[pid][0] if pid in latest else partner_summary.get(pid)
-        summary = merge_summary(current, event, now)
+        try:
+            summary = merge_summary(latest[pid][0] if pid in latest else partner_summary.get(pid),
+                                    event, now)
+        except Conflict as exc:
+            conflicts[i] = str(exc)
+            continue
         if summary is not None:
             latest[pid] = (summary, raw)
+    decoded.refuse(conflicts, STAGE)
     changed: Decoded[PartnerSummary] = Decoded()
     for summary, raw in latest.values():
         changed.records.append(summary)
         changed.events.append(raw)
-    written = await write_or_dead_letter(changed, partial(save_summaries, engine),
-                                         dead_letters, STAGE)
-    for summary in written:
-        with current_event(latest[summary.partner_id][1]):
-            partner_summary[summary.partner_id] = summary
+    refused = await write_isolating(changed.records, partial(save_summaries, engine),
+                                    partial(ping, engine), STAGE)
+    written = changed.refuse(refused, STAGE)
+    await until_done(f"{STAGE} dead letters",
+                     partial(dead_letters.send, decoded.dead + changed.dead))
+    await until_done(f"{STAGE} changelog", partial(
+        update_table, [(s, latest[s.partner_id][1].message.partition) for s in written]))
     return written
+
+
+async def update_table(summaries: Sequence[tuple[PartnerSummary, int]]) -> None:
+    """Write each summary to the table's changelog, in the partition of its event, and wait
+    for the broker's acknowledgement before the table (and so the offsets) move on.
+
+    ``table[key] = value`` would only queue the changelog record in Faust's producer buffer,
+    and Faust's at-least-once commit flushes that buffer best-effort only: a source offset
+    could be committed while its changelog record was still unsent, and a kill -9 then lost
+    the table entry for good (docs/decisions/changelog-acknowledged.md).
+    """
+    await asyncio.gather(*(partner_summary.send_changelog(partition, s.partner_id, s)
+                           for s, partition in summaries))
+    for summary, _ in summaries:
+        partner_summary.data[summary.partner_id] = summary
 
 
 @app.agent(partners_created)

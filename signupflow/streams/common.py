@@ -9,30 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import faust
-from faust.streams import _current_event
 from faust.types import EventT, StreamT
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.db import create_schema, make_engine
 from signupflow.dlq import DeadLetter, dead_letter
 from signupflow.domain.decode import InvalidEvent
 from signupflow.settings import Settings
+from signupflow.streams.retry import Backoff
 from signupflow.topics import dlq_topic
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-#: Errors a retry cannot fix: the row itself is unacceptable to the database.
-REJECTED = (IntegrityError, DataError)
-MAX_BACKOFF = 5.0
 BATCH_MAX = 500
+#: How many dead-lettered source positions a worker remembers, so that retrying a batch (or
+#: seeing it again after a rebalance) never sends its dead letters twice.
+SENT_MEMORY = 100_000
 
 
 class Resources:
@@ -73,6 +71,12 @@ class Decoded(Generic[R]):
         self.events: list[EventT] = []
         self.dead: list[DeadLetter] = []
 
+    def refuse(self, refused: Mapping[int, str], stage: str) -> list[R]:
+        """Move the records refused (index -> reason) to the dead letters; returns the rest."""
+        for i, reason in sorted(refused.items()):
+            self.dead.append(letter_for(self.events[i], reason, stage))
+        return [r for i, r in enumerate(self.records) if i not in refused]
+
 
 def decode_events(
     events: Sequence[EventT], decode: Callable[[bytes | None, bytes | None, int], R],
@@ -85,70 +89,43 @@ def decode_events(
             out.records.append(decode(msg.key, msg.value, max_bytes))
             out.events.append(event)
         except InvalidEvent as exc:
-            out.dead.append(dead_letter(msg.key, msg.value, str(exc), msg.topic,
-                                        msg.partition, msg.offset, stage))
+            out.dead.append(letter_for(event, str(exc), stage))
     return out
 
 
+def letter_for(event: EventT, reason: str, stage: str) -> DeadLetter:
+    msg = event.message
+    return dead_letter(msg.key, msg.value, reason, msg.topic, msg.partition, msg.offset, stage)
+
+
 class DeadLetters:
-    """Sends dead letters of one source topic and waits for the broker to acknowledge them."""
+    """Sends dead letters of one source topic and waits for the broker to acknowledge them.
+
+    Each source event is dead-lettered once per worker however often its batch is retried:
+    the positions acknowledged are remembered (the last :data:`SENT_MEMORY` of them).
+    """
 
     def __init__(self, app: faust.App, source_topic: str, partitions: int):
         self.topic = raw_topic(app, dlq_topic(source_topic), partitions)
+        self._sent: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     async def send(self, letters: Sequence[DeadLetter]) -> None:
+        fresh = [letter for letter in letters if letter.position not in self._sent]
         futures = []
-        for letter in letters:
+        for letter in fresh:
             log.warning("dead letter from %s[%d]@%d: %s", letter.source_topic,
                         letter.source_partition, letter.source_offset, letter.error)
             futures.append(await self.topic.send(key=letter.key, value=letter.value,
                                                  headers=letter.headers(), force=True))
-        await asyncio.gather(*futures)
-
-
-async def with_retry(what: str, action: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``action`` until it succeeds; transient errors are retried with backoff.
-
-    Errors in ``REJECTED`` are raised at once: retrying would never help.
-    """
-    delay = 0.1
-    while True:
-        try:
-            return await action()
-        except REJECTED:
-            raise
-        except (OperationalError, OSError, ConnectionError) as exc:
-            log.error("%s failed (%s); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
-
-
-async def write_or_dead_letter(
-    decoded: Decoded[R], write: Callable[[Sequence[R]], Awaitable[None]],
-    dead_letters: DeadLetters, stage: str,
-) -> list[R]:
-    """Write all records in one batch; if the database rejects the batch, write them one by
-    one and dead-letter only those it rejects. Returns the records that were written."""
-    if not decoded.records:
-        return []
-    try:
-        await with_retry(f"{stage} batch write", lambda: write(decoded.records))
-        return decoded.records
-    except REJECTED:
-        log.warning("%s: database rejected a batch of %d; writing one by one",
-                    stage, len(decoded.records))
-    written: list[R] = []
-    rejected: list[DeadLetter] = []
-    for record, event in zip(decoded.records, decoded.events, strict=True):
-        try:
-            await with_retry(f"{stage} write", lambda r=record: write([r]))
-            written.append(record)
-        except REJECTED as exc:
-            msg = event.message
-            rejected.append(dead_letter(msg.key, msg.value, f"database rejected: {exc.orig}",
-                                        msg.topic, msg.partition, msg.offset, stage))
-    await dead_letters.send(rejected)
-    return written
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for letter, result in zip(fresh, results, strict=True):
+            if not isinstance(result, BaseException):
+                self._sent[letter.position] = None
+        while len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
 async def handle_until_done(
@@ -156,19 +133,20 @@ async def handle_until_done(
 ) -> None:
     """Run ``handle`` on a batch until it succeeds (its effects are idempotent).
 
-    Bad events never get here as errors, they become dead letters; what is left is an outage
-    (database, broker) or a bug, and both are better met by a stalled partition that resumes
-    than by acknowledged events that were never applied.
+    ``handle`` isolates bad events itself (dead letters) and waits out outages step by step;
+    what still raises here is a bug, better met by a stalled partition that resumes after a
+    fix than by acknowledged events that were never applied. Cancellation (shutdown) ends the
+    wait at once, leaving the batch unacknowledged: it is processed again after the restart.
     """
-    delay = 0.1
+    backoff = Backoff()
     while True:
         try:
             await handle(events)
             return
         except Exception:
-            log.exception("%s: batch of %d failed; retrying in %.1fs", stage, len(events), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
+            log.exception("%s: batch of %d failed; retrying in %.1fs", stage, len(events),
+                          backoff.delay)
+            await backoff.sleep()
 
 
 async def run_batches(
@@ -182,7 +160,8 @@ async def run_batches(
     batches grow to ``BATCH_MAX`` and amortise the commit and the publish round trip.
     (``take_events`` instead waits up to ``within`` for a full batch and reads nothing while a
     batch is handled.) Acks are manual (``noack``), so an event whose batch did not finish is
-    redelivered after a crash.
+    redelivered after a crash. The writer is registered with the app, which cancels it when
+    the worker stops, so no batch (in a retry loop, say) can hold up a shutdown.
     """
     manual = stream.noack()
     pending: list[EventT] = []
@@ -202,6 +181,8 @@ async def run_batches(
                 await manual.ack(event)
 
     task = asyncio.create_task(writer(), name=f"{stage}-writer")
+    writers: set[asyncio.Task[None]] = getattr(stream.app, "batch_writers", set())
+    writers.add(task)
     try:
         async for event in manual.events():
             if task.done():  # the writer never returns by itself; surface why it stopped
@@ -213,18 +194,5 @@ async def run_batches(
                 await room.wait()
     finally:
         task.cancel()
-
-
-@contextmanager
-def current_event(event: EventT) -> Iterator[None]:
-    """Make ``event`` Faust's current event while a table is updated for it.
-
-    A table writes each change to the changelog partition of the current event. Batches from
-    ``run_batches`` span partitions, so each update must name its own event, or a summary
-    could land in another partition's changelog and be lost to its owner after a rebalance.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+        writers.discard(task)
+        pending.clear()  # unacknowledged: redelivered after a restart

@@ -13,9 +13,10 @@ import asyncio
 from collections.abc import Sequence
 from functools import partial
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from signupflow.app import create_app
+from signupflow.db import ping
 from signupflow.domain.decode import decode_profile_insert
 from signupflow.domain.summary import partner_created
 from signupflow.models.events import PartnerCreated, ProfileInsert
@@ -27,8 +28,8 @@ from signupflow.streams.common import (
     decode_events,
     raw_topic,
     run_batches,
-    write_or_dead_letter,
 )
+from signupflow.streams.retry import until_done, write_isolating
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
 
 STAGE = "member"
@@ -52,14 +53,18 @@ async def publish_partners(events: Sequence[PartnerCreated]) -> None:
     await asyncio.gather(*futures)
 
 
-async def handle(events: Sequence) -> list[ProfileInsert]:
-    """Process one batch of raw profile-insert events; returns the profiles written."""
+async def handle(events: Sequence[EventT]) -> list[ProfileInsert]:
+    """Process one batch of raw profile-insert events; returns the profiles stored (or found
+    stored already: a redelivered partner is published again, in case the first publish was
+    lost in a crash)."""
     engine = await resources.engine()
     decoded = decode_events(events, decode_profile_insert, settings.max_event_bytes, STAGE)
-    await dead_letters.send(decoded.dead)
-    written = await write_or_dead_letter(decoded, partial(save_profiles, engine),
-                                         dead_letters, STAGE)
-    await publish_partners([e for p in written if (e := partner_created(p)) is not None])
+    refused = await write_isolating(decoded.records, partial(save_profiles, engine),
+                                    partial(ping, engine), STAGE)
+    written = decoded.refuse(refused, STAGE)
+    await until_done(f"{STAGE} dead letters", partial(dead_letters.send, decoded.dead))
+    partners = [e for p in written if (e := partner_created(p)) is not None]
+    await until_done(f"{STAGE} publish partner-created", partial(publish_partners, partners))
     return written
 
 

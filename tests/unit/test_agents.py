@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -146,7 +145,9 @@ def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
 
     def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
         changelog.sent.append({"partition": partition, "key": key, "value": value})
-        return SimpleNamespace(message=SimpleNamespace(partition=partition))
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
 
     monkeypatch.setattr(batch.partner_summary, "send_changelog", send_changelog)
     return {"db": db, "dlq": dlq, "changelog": changelog}

@@ -41,7 +41,7 @@ def partner(**overrides: Any) -> dict[str, Any]:
         "partner_id": UUID,
         "nickname": "neon_fox",
         "style_count": 3,
-        "occurred_at": "2024-06-15T09:30:00+09:00",
+        "occurred_at": "2024-06-15T00:30:00+00:00",
     }
     for name, value in overrides.items():
         if value is OMIT:
@@ -269,8 +269,35 @@ def test_valid_partner_created_decodes_to_the_same_values() -> None:
     assert event.partner_id == UUID
     assert event.nickname == "neon_fox"
     assert event.style_count == 3
-    assert event.occurred_at == "2024-06-15T09:30:00+09:00"
+    assert event.occurred_at == "2024-06-15T00:30:00+00:00"
     assert event.asdict() == payload
+
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("2024-06-15T09:30:00+09:00", "2024-06-15T00:30:00+00:00"),
+    ("2024-05-01T19:00:00-05:30", "2024-05-02T00:30:00+00:00"),
+    ("2024-06-15T00:30:00Z", "2024-06-15T00:30:00+00:00"),
+    ("2024-06-15T00:30:00.5+00:00", "2024-06-15T00:30:00.500000+00:00"),
+])
+def test_timestamps_are_normalised_to_one_utc_form(given: str, canonical: str) -> None:
+    """One instant, one text: every store holds the same string, and verify agrees."""
+    event = decode_partner_created(KEY, dump(partner(occurred_at=given)), MAX_BYTES)
+    assert event.occurred_at == canonical
+
+
+@pytest.mark.parametrize("edge", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+01:00"])
+def test_a_timestamp_outside_the_utc_range_is_refused(edge: str) -> None:
+    """Finding: year 9999 at -12:00 decoded, then overflowed at the database bind and stalled
+    the member service for good."""
+    with pytest.raises(InvalidEvent, match="occurred_at is out of range once converted to UTC"):
+        decode_partner_created(KEY, dump(partner(occurred_at=edge)), MAX_BYTES)
+
+
+@pytest.mark.parametrize("field", ["nickname"])
+def test_nul_characters_are_refused(field: str) -> None:
+    """PostgreSQL cannot store NUL in text: what SQLite would take, PostgreSQL would not."""
+    with pytest.raises(InvalidEvent, match="must not contain NUL"):
+        decode_partner_created(KEY, dump(partner(**{field: "ab\x00cd"})), MAX_BYTES)
 
 
 @pytest.mark.parametrize("count", [0, 100])

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from signupflow.domain.reuse import Conflict
 from signupflow.domain.summary import merge_summary, partner_created
 from signupflow.models.events import PartnerCreated, PartnerSummary, ProfileInsert
 
@@ -107,47 +108,24 @@ def test_redelivered_event_is_ignored() -> None:
     assert merge_summary(summary(), event(), later) is None
 
 
-def test_older_event_is_ignored() -> None:
-    current = summary(nickname="new_name", joined_at="2024-06-15T09:30:00+00:00")
-    older = event(nickname="old_name", occurred_at="2024-06-15T09:29:59+00:00")
-
-    assert merge_summary(current, older, NOW) is None
-
-
-def test_older_event_is_ignored_across_offsets() -> None:
-    # 18:00+09:00 is 09:00 UTC, which is earlier than 09:30 UTC despite the bigger string
-    current = summary(joined_at="2024-06-15T09:30:00+00:00")
-    older = event(nickname="other", occurred_at="2024-06-15T18:00:00+09:00")
-
-    assert merge_summary(current, older, NOW) is None
-
-
-def test_newer_event_with_different_nickname_replaces_the_summary() -> None:
-    current = summary(nickname="old_name")
-    newer = event(nickname="new_name", occurred_at="2024-06-15T11:00:00+00:00")
-
-    new = merge_summary(current, newer, NOW)
-
-    assert new is not None
-    assert new.nickname == "new_name"
-    assert new.joined_at == "2024-06-15T11:00:00+00:00"
-    assert new.summarized_at == NOW.isoformat()
-    assert new.partner_id == UUID
+@pytest.mark.parametrize(("changes", "named"), [
+    ({"nickname": "other_name"}, "nickname 'velvet_amber7' != 'other_name'"),
+    ({"style_count": 4}, "styles 3 != 4"),
+    ({"occurred_at": "2024-06-15T09:29:59+00:00"}, "occurred_at"),
+    ({"occurred_at": "2024-06-16T00:00:00+00:00"}, "occurred_at"),
+])
+def test_a_different_event_for_a_summarised_partner_is_a_conflict(
+    changes: dict[str, object], named: str
+) -> None:
+    with pytest.raises(Conflict) as raised:
+        merge_summary(summary(), event(**changes), NOW)  # type: ignore[arg-type]
+    assert f"uuid {UUID} reused with different content" in str(raised.value)
+    assert named in str(raised.value)
 
 
-def test_same_time_but_different_content_replaces_the_summary() -> None:
-    current = summary(style_count=2)
+def test_the_same_instant_in_another_offset_is_a_redelivery() -> None:
+    """18:00+09:00 is 09:00 UTC: the same event, not a conflict (instants, not strings)."""
+    current = summary(joined_at="2024-06-15T09:00:00+00:00")
+    again = event(occurred_at="2024-06-15T18:00:00+09:00")
 
-    new = merge_summary(current, event(style_count=4), NOW)
-
-    assert new is not None
-    assert new.style_count == 4
-
-
-def test_newer_event_with_same_nickname_replaces_the_summary() -> None:
-    current = summary()
-
-    new = merge_summary(current, event(occurred_at="2024-06-16T00:00:00+00:00"), NOW)
-
-    assert new is not None
-    assert new.joined_at == "2024-06-16T00:00:00+00:00"
+    assert merge_summary(current, again, NOW) is None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from signupflow.domain.reuse import instant
 from signupflow.models.events import ProfileInsert
 from signupflow.verify import Snapshot, reconcile
 
@@ -28,9 +29,16 @@ def clean() -> Snapshot:
         unpublished=set(),
         users={USER: "neon_owl"}, partners={PARTNER: "amber_fox"},
         styles={USER: {1}, PARTNER: {2, 3}},
-        summaries={PARTNER: ("amber_fox", 2, NOW)},
-        table={PARTNER: ("amber_fox", 2, NOW)},
+        summaries={PARTNER: ("amber_fox", 2, instant(NOW))},
+        table={PARTNER: ("amber_fox", 2, instant(NOW))},
     )
+
+
+def test_the_same_instant_in_another_offset_is_no_difference() -> None:
+    """The table serves timestamps as text; one instant written two ways is one instant."""
+    s = clean()
+    s.table = {PARTNER: ("amber_fox", 2, instant("2026-11-26T19:00:00+09:00"))}
+    assert reconcile(s).ok
 
 
 def test_a_clean_snapshot_is_consistent() -> None:
@@ -61,8 +69,9 @@ PLANTS: list[tuple[Callable[[Snapshot], None], str, str]] = [
     (lambda s: s.styles.update({USER: {1, 4}}), "profile differs from its event", USER),
     (lambda s: s.styles.update({"ghost": {1}}), "styles without profile", "ghost"),
     (lambda s: s.summaries.pop(PARTNER), "partner without summary", PARTNER),
-    (lambda s: s.summaries.update({"ghost": ("g", 1, NOW)}), "summary without partner", "ghost"),
-    (lambda s: s.summaries.update({PARTNER: ("amber_fox", 5, NOW)}),
+    (lambda s: s.summaries.update({"ghost": ("g", 1, instant(NOW))}), "summary without partner",
+     "ghost"),
+    (lambda s: s.summaries.update({PARTNER: ("amber_fox", 5, instant(NOW))}),
      "summary differs from partner", PARTNER),
     (lambda s: s.table.pop(PARTNER), "batch.db differs from table", PARTNER),  # type: ignore[union-attr]
 ]

@@ -1,0 +1,116 @@
+"""Retrying, and telling an outage from a bad event.
+
+Two kinds of failure reach a consuming stage, and they need opposite answers:
+
+* an **outage** (database or broker unreachable, busy, timing out) hits every event alike; the
+  stage waits with backoff and retries, so events wait in Kafka instead of being lost;
+* a **deterministic** failure belongs to particular events (a value the database refuses, a
+  bug that some input triggers); retrying never helps, so :func:`write_isolating` splits the
+  batch until it has the events that fail on their own, and only those are dead-lettered.
+
+Every sleep here is an ``asyncio.sleep``, so a worker that is told to stop is never held up by
+a retry loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+from signupflow.storage.errors import Rejected, Retriable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Attempts at a write that fails while its database is healthy before the failure is taken as
+#: deterministic (a property of the events, not of the moment).
+MAX_ATTEMPTS = 3
+
+
+class Backoff:
+    """Exponential backoff from ``first`` doubling up to ``cap`` seconds."""
+
+    def __init__(self, first: float = 0.1, cap: float = 5.0):
+        self.first, self.cap = first, cap
+        self.delay = first
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
+
+
+async def until_done(what: str, action: Callable[[], Awaitable[T]]) -> T:
+    """Run ``action`` until it succeeds, with backoff: for steps whose failure can only be an
+    outage (a send to the broker that must be acknowledged before offsets are committed)."""
+    backoff = Backoff()
+    while True:
+        try:
+            return await action()
+        except Exception as exc:
+            log.error("%s failed (%r); retrying in %.1fs", what, exc, backoff.delay)
+            await backoff.sleep()
+
+
+#: Writes a batch; returns the records it refused itself (by index) with the reason.
+Write = Callable[[Sequence[R]], Awaitable[Mapping[int, str]]]
+
+
+async def write_isolating(
+    records: Sequence[R], write: Write[R], healthy: Callable[[], Awaitable[bool]], stage: str,
+) -> dict[int, str]:
+    """Write ``records``; returns the indexes that could not be written, with the reason.
+
+    A :class:`Retriable` error while ``healthy()`` says the database is down is an outage: wait
+    and retry, as long as it lasts. Any other failure (a :class:`Rejected` at once, anything
+    else after :data:`MAX_ATTEMPTS`) is deterministic: the batch is split in halves, and halves
+    again, until the records that fail on their own are found. The rest is written, in order.
+    """
+    refused: dict[int, str] = {}
+
+    async def attempt(chunk: list[int]) -> str | None:
+        """Write ``chunk``; None once written, else why it failed deterministically."""
+        backoff, failures = Backoff(), 0
+        while True:
+            try:
+                for j, reason in (await write([records[i] for i in chunk])).items():
+                    refused[chunk[j]] = reason
+                return None
+            except Rejected as exc:
+                return f"database rejected: {exc}"
+            except Retriable as exc:
+                if not await healthy():
+                    log.error("%s: database unavailable (%s); retrying in %.1fs",
+                              stage, exc, backoff.delay)
+                    await backoff.sleep()
+                    continue
+                reason = f"database error: {exc}"
+            except Exception as exc:  # unknown: a bug or an unclassified driver error
+                reason = f"unexpected error: {type(exc).__name__}: {exc}"
+            failures += 1
+            if failures >= MAX_ATTEMPTS:
+                return reason
+            log.warning("%s: write of %d failed (%s); attempt %d of %d in %.1fs", stage,
+                        len(chunk), reason, failures + 1, MAX_ATTEMPTS, backoff.delay)
+            await backoff.sleep()
+
+    async def isolate(chunk: list[int]) -> None:
+        reason = await attempt(chunk)
+        if reason is None:
+            return
+        if len(chunk) == 1:
+            refused[chunk[0]] = reason
+            return
+        log.warning("%s: a batch of %d failed (%s); splitting it", stage, len(chunk), reason)
+        middle = len(chunk) // 2
+        await isolate(chunk[:middle])
+        await isolate(chunk[middle:])
+
+    if records:
+        await isolate(list(range(len(records))))
+    return refused
