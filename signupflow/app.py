@@ -62,9 +62,8 @@ class ServiceApp(faust.App):
 
     signupflow_topics: list[str]
     signupflow_settings: Settings
-    #: The batch writers of ``run_batches``, cancelled first when the worker stops.
+    #: The batch writers of ``run_batches``, cancelled if they hold up a shutdown.
     batch_writers: set[asyncio.Task[None]]
-    stopping: bool = False
 
     async def on_first_start(self) -> None:
         s = self.signupflow_settings
@@ -73,26 +72,26 @@ class ServiceApp(faust.App):
                             compacted=changelogs)
         await super().on_first_start()
 
-    async def _stop_consumer(self) -> None:
-        """Stop: abandon unfinished batches first (a batch in an outage's retry loop would
-        otherwise keep Faust waiting for its acks forever); they stay unacknowledged."""
-        self.stopping = True
-        for task in list(self.batch_writers):
-            task.cancel()
-        await super()._stop_consumer()
-
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
-        """On a rebalance, wait for every event in flight as Faust does; when stopping, wait a
-        bounded time: an event whose writer was cancelled will never be acknowledged."""
-        if not self.stopping:
+        """Wait for the events in flight to be acknowledged: for ever on a rebalance, as Faust
+        does, but only for a grace period when the worker stops.
+
+        A batch in an outage's retry loop would otherwise keep the worker from stopping: its
+        events will never be acknowledged. After the grace period the batch writers are
+        cancelled and their events stay unacknowledged, to be processed again after the
+        restart (the offsets committed never pass an event whose effects are not stored).
+        """
+        if not self.should_stop:
             await super()._consumer_wait_empty(consumer, logger)
             return
-        timeout = self.signupflow_settings.shutdown_timeout / 3
+        grace = self.signupflow_settings.shutdown_timeout / 3
         try:
-            await asyncio.wait_for(super()._consumer_wait_empty(consumer, logger), timeout)
+            await asyncio.wait_for(super()._consumer_wait_empty(consumer, logger), grace)
         except TimeoutError:
-            logger.warning("stopping with events unacknowledged after %.1fs; they are "
-                           "processed again after the restart", timeout)
+            logger.warning("stopping: a batch still unfinished after %.1fs is abandoned; its "
+                           "events are processed again after the restart", grace)
+            for task in list(self.batch_writers):
+                task.cancel()
 
 
 def create_app(

@@ -38,6 +38,9 @@ from signupflow.tables.partner_summary import define_table, register_views
 from signupflow.topics import PARTNER_CREATED, dlq_topic
 
 STAGE = "batch"
+#: Seconds to wait for the broker to acknowledge a batch's changelog records before sending
+#: them again (an outage: the batch waits, its offsets stay uncommitted).
+CHANGELOG_ACK_TIMEOUT = 30.0
 
 settings = get_settings()
 app = create_app(STAGE, settings, [PARTNER_CREATED, dlq_topic(PARTNER_CREATED)])
@@ -89,8 +92,9 @@ async def update_table(summaries: Sequence[tuple[PartnerSummary, int]]) -> None:
     could be committed while its changelog record was still unsent, and a kill -9 then lost
     the table entry for good (docs/decisions/changelog-acknowledged.md).
     """
-    await asyncio.gather(*(partner_summary.send_changelog(partition, s.partner_id, s)
-                           for s, partition in summaries))
+    await asyncio.wait_for(asyncio.gather(*(
+        partner_summary.send_changelog(partition, s.partner_id, s) for s, partition in summaries
+    )), CHANGELOG_ACK_TIMEOUT)  # a send that failed inside Faust's buffer never resolves
     for summary, _ in summaries:
         partner_summary.data[summary.partner_id] = summary
 

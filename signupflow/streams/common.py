@@ -160,8 +160,8 @@ async def run_batches(
     batches grow to ``BATCH_MAX`` and amortise the commit and the publish round trip.
     (``take_events`` instead waits up to ``within`` for a full batch and reads nothing while a
     batch is handled.) Acks are manual (``noack``), so an event whose batch did not finish is
-    redelivered after a crash. The writer is registered with the app, which cancels it when
-    the worker stops, so no batch (in a retry loop, say) can hold up a shutdown.
+    redelivered after a crash. The writer is registered with the app, which cancels it if it
+    holds up a shutdown (a batch in an outage's retry loop, say).
     """
     manual = stream.noack()
     pending: list[EventT] = []

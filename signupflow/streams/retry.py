@@ -28,14 +28,17 @@ R = TypeVar("R")
 #: Attempts at a write that fails while its database is healthy before the failure is taken as
 #: deterministic (a property of the events, not of the moment).
 MAX_ATTEMPTS = 3
+FIRST_DELAY = 0.1
+MAX_DELAY = 5.0
 
 
 class Backoff:
-    """Exponential backoff from ``first`` doubling up to ``cap`` seconds."""
+    """Exponential backoff from :data:`FIRST_DELAY` doubling up to :data:`MAX_DELAY` seconds."""
 
-    def __init__(self, first: float = 0.1, cap: float = 5.0):
-        self.first, self.cap = first, cap
-        self.delay = first
+    def __init__(self, first: float | None = None, cap: float | None = None):
+        self.first = FIRST_DELAY if first is None else first
+        self.cap = MAX_DELAY if cap is None else cap
+        self.delay = self.first
 
     def reset(self) -> None:
         self.delay = self.first

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,10 +18,12 @@ from typing import Any
 import orjson
 import pytest
 
+from signupflow.dlq import dead_letter
 from signupflow.models.events import PartnerCreated, ProfileInsert
 from signupflow.settings import get_settings
 from signupflow.streams import batch, member
 from signupflow.streams.common import Resources
+from signupflow.topics import PROFILE_INSERT
 
 NOW = "2026-11-26T10:00:00+00:00"
 
@@ -76,6 +79,7 @@ def member_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
 
     monkeypatch.setattr(member.app.producer, "send", producer_send)
     monkeypatch.setattr(member.dead_letters.topic, "send", dlq.send)
+    monkeypatch.setattr(member.dead_letters, "_sent", OrderedDict())  # offsets restart at 0
     return {"db": db, "partners": partners, "dlq": dlq}
 
 
@@ -142,6 +146,7 @@ def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     monkeypatch.setattr(batch, "resources", Resources("batch", settings))
     dlq, changelog = Recorder(), Recorder()
     monkeypatch.setattr(batch.dead_letters.topic, "send", dlq.send)
+    monkeypatch.setattr(batch.dead_letters, "_sent", OrderedDict())  # offsets restart at 0
 
     def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
         changelog.sent.append({"partition": partition, "key": key, "value": value})
@@ -176,3 +181,92 @@ async def test_batch_keeps_one_summary_per_partner_in_table_and_db(
     assert changelog[0]["partition"] == 0  # the partition of the event (test_context uses 0)
     assert "partner_id must be a UUID string" in dict(
         batch_env["dlq"].sent[0]["headers"])["dlq.error"].decode()
+
+
+def letters_of(recorder: Recorder) -> list[tuple[bytes, str]]:
+    return [(letter["key"], dict(letter["headers"])["dlq.error"].decode())
+            for letter in recorder.sent]
+
+
+async def test_member_refuses_a_uuid_reused_with_other_content(
+    member_agent: Any, member_env: dict[str, Any]
+) -> None:
+    """Finding: the same uuid re-sent as PARTNER made a user a partner too, and a new nickname
+    was dropped silently. Identical redeliveries stay silent no-ops."""
+    user = profile("USER", [2])
+    as_partner = ProfileInsert(**{**user.asdict(), "role": "PARTNER"})
+    renamed = ProfileInsert(**{**user.asdict(), "nickname": "other_name"})
+    for event in (user, user, as_partner, renamed, user):
+        await member_agent.put(event.dumps(), key=user.uuid.encode())
+    await until(lambda: len(member_env["dlq"].sent) == 2)
+    await asyncio.sleep(0.2)
+    db = member_env["db"]
+    assert rows(db, "SELECT uuid, nickname FROM user_profile") == [(user.uuid, "velvet_fox")]
+    assert rows(db, "SELECT * FROM partner_profile") == []
+    assert member_env["partners"].sent == []  # no PartnerCreated for a user
+    (k1, why1), (k2, why2) = letters_of(member_env["dlq"])
+    assert k1 == k2 == user.uuid.encode()
+    assert f"uuid {user.uuid} reused with different content" in why1
+    assert "role 'USER' != 'PARTNER'" in why1
+    assert "nickname 'velvet_fox' != 'other_name'" in why2
+
+
+async def test_member_isolates_an_event_the_database_fails_on_and_goes_on(
+    member_agent: Any, member_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: one event the database could not bind retried its batch forever, stalled every
+    partition, and re-sent the batch's dead letters on every retry."""
+    from signupflow.streams import retry
+
+    monkeypatch.setattr(retry, "FIRST_DELAY", 0.0)
+    poison = profile("USER")
+    real_save = member.save_profiles
+
+    async def save(engine: Any, profiles: Any) -> Any:
+        if any(p.uuid == poison.uuid for p in profiles):
+            raise OverflowError("date value out of range")
+        return await real_save(engine, profiles)
+
+    monkeypatch.setattr(member, "save_profiles", save)
+    good = [profile("PARTNER", [1]) for _ in range(20)]
+    await member_agent.put(b"{not json", key=b"k0")
+    for event in [*good[:10], poison, *good[10:]]:
+        await member_agent.put(event.dumps(), key=event.uuid.encode())
+    db = member_env["db"]
+    await until(lambda: len(rows(db, "SELECT * FROM partner_profile")) == 20)
+    await until(lambda: len(member_env["partners"].sent) == 20)
+    await asyncio.sleep(0.3)
+    letters = letters_of(member_env["dlq"])
+    assert [key for key, _ in letters] == [b"k0", poison.uuid.encode()]  # each exactly once
+    assert "OverflowError: date value out of range" in letters[1][1]
+    assert rows(db, "SELECT * FROM user_profile") == []
+
+
+async def test_dead_letters_are_sent_once_however_often_a_batch_is_retried(
+    member_env: dict[str, Any]
+) -> None:
+    async with member.write_profiles.test_context() as agent:
+        await agent.put(b"{not json", key=b"k1")
+        await until(lambda: len(member_env["dlq"].sent) == 1)
+        # the same source position again, as a retried batch would send it
+        again = dead_letter(b"k1", b"{not json", "x", PROFILE_INSERT, 0, 0, "member")
+        await member.dead_letters.send([again, again])
+    await member.resources.close()
+    assert len(member_env["dlq"].sent) == 1
+
+
+async def test_batch_refuses_a_partner_created_that_contradicts_the_summary(
+    batch_env: dict[str, Any]
+) -> None:
+    partner = PartnerCreated(partner_id=str(uuid.uuid4()), nickname="amber_owl",
+                             style_count=2, occurred_at=NOW)
+    other = PartnerCreated(**{**partner.asdict(), "nickname": "another"})
+    async with batch.summarize_partners.test_context() as agent:
+        for event in (partner, other, partner):
+            await agent.put(event.dumps(), key=partner.partner_id.encode())
+        await until(lambda: len(batch_env["dlq"].sent) == 1)
+        await asyncio.sleep(0.2)
+    await batch.resources.close()
+    assert batch.partner_summary[partner.partner_id].nickname == "amber_owl"
+    assert len(batch_env["changelog"].sent) == 1
+    assert "nickname 'amber_owl' != 'another'" in letters_of(batch_env["dlq"])[0][1]
