@@ -244,14 +244,15 @@ def start(home: Path, port: int = 9092, timeout: float = 90.0) -> BrokerStatus:
     return status(home)
 
 
-def stop(home: Path, timeout: float = 30.0) -> bool:
-    """Stop the broker by PID (SIGTERM, then SIGKILL). Returns True if one was running."""
+def stop(home: Path, timeout: float = 30.0, kill: bool = False) -> bool:
+    """Stop the broker by PID (SIGTERM, then SIGKILL; ``kill``: SIGKILL at once, as a crash
+    would). Returns True if one was running."""
     home = home.resolve()
     pid = _read_int(home / "broker.pid")
     if pid is None or not _is_our_broker(pid):
         (home / "broker.pid").unlink(missing_ok=True)
         return False
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _is_our_broker(pid) and time.monotonic() < deadline:
         _reap(pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -145,26 +146,21 @@ Try:  signupflow signup --count 20   then   signupflow tables
 
 @main.command()
 def down() -> None:
-    """Stop what `signupflow up --detach` started (workers by PID, then the broker)."""
-    import signal as sig
+    """Stop what `signupflow up --detach` started: the workers by PID (SIGTERM; SIGKILL if
+    one is still running after its shutdown timeout), and only then the broker."""
+    from signupflow.supervisor import stop_pids
 
     s = get_settings()
-    stopping = []
+    pids = {}
     for service in SERVICES:
         pid_file = s.data_dir / f"{service}.pid"
         if pid_file.exists():
-            try:
-                pid = int(pid_file.read_text())
-                os.kill(pid, sig.SIGTERM)
-                stopping.append((service, pid))
-            except (ProcessLookupError, ValueError):
-                pass
-            pid_file.unlink()
-    deadline = time.monotonic() + 30  # workers commit their offsets while the broker is up
-    for service, pid in stopping:
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.1)
-        click.echo(f"stopped {service} worker")
+            with contextlib.suppress(ValueError):
+                pids[service] = int(pid_file.read_text())
+    # a worker ends itself after SIGNUPFLOW_SHUTDOWN_TIMEOUT; this is the last resort
+    for service, outcome in stop_pids(pids, s.shutdown_timeout + 5).items():
+        click.echo(f"{service} worker {outcome}")
+        (s.data_dir / f"{service}.pid").unlink(missing_ok=True)
     click.echo("broker stopped" if local_broker.stop(s.broker_home) else "broker not running")
 
 

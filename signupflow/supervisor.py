@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -70,3 +71,46 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie child of ours is reaped and counts as gone)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def stop_pids(pids: Mapping[str, int], timeout: float) -> dict[str, str]:
+    """Stop processes that are not our children (``signupflow down``): SIGTERM, and SIGKILL
+    whatever still runs after ``timeout``. Returns only once every one is gone, so that what
+    they depend on (the broker) can be stopped safely after; says how each ended."""
+    outcome: dict[str, str] = {}
+    for name, pid in pids.items():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            outcome[name] = "was not running"
+    deadline = time.monotonic() + timeout
+    waiting = {n: p for n, p in pids.items() if n not in outcome}
+    while waiting:
+        for name, pid in list(waiting.items()):
+            if not _alive(pid):
+                outcome[name] = "stopped"
+                del waiting[name]
+            elif time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                outcome[name] = f"killed (still running {timeout:.0f}s after SIGTERM)"
+                while _alive(pid):
+                    time.sleep(0.05)
+                del waiting[name]
+        time.sleep(0.05)
+    return outcome

@@ -58,8 +58,9 @@ class System:
         }
         asyncio.run(ensure_topics(self.bootstrap, PARTITIONS))
 
-    def stop_broker(self) -> None:
-        broker.stop(self.broker_home)
+    def stop_broker(self, kill: bool = False) -> None:
+        """Stop the broker (``kill``: kill -9, no controlled shutdown)."""
+        broker.stop(self.broker_home, kill=kill)
 
     @property
     def bootstrap(self) -> str:

@@ -42,16 +42,19 @@ class Recorder:
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of ``sql``, or none while the agent has not created the schema yet."""
+    """Rows of ``sql``, or none while the agent has not created the schema yet (or holds a
+    lock: this read runs on the event loop, so it must not wait for the agent's writer)."""
     if not db.exists():
         return []
-    with sqlite3.connect(db) as conn:
-        try:
-            return conn.execute(sql).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return []
-            raise
+    conn = sqlite3.connect(db, timeout=0.05)
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc) or "locked" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
 
 
 def profile(role: str = "USER", styles: list[int] | None = None) -> ProfileInsert:

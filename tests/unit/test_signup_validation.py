@@ -446,3 +446,21 @@ def test_check_int_bounds_are_inclusive() -> None:
 def test_field_error_is_a_value_error() -> None:
     assert issubclass(FieldError, ValueError)
     assert issubclass(SignupInvalid, ValueError)
+
+
+@pytest.mark.parametrize("field", ["password", "nickname", "name", "email", "phone"])
+def test_nul_characters_are_refused_in_every_text_field(field: str) -> None:
+    """Finding: NUL was accepted; PostgreSQL cannot store it, so a signup that worked on
+    SQLite failed on PostgreSQL."""
+    value = {"password": "correct\x00horse", "nickname": "velvet\x00fox", "name": "Min\x00ji",
+             "email": "min\x00ji@example.com", "phone": "+82 10\x00 1234 5678"}[field]
+    with pytest.raises(SignupInvalid) as raised:
+        validate_signup(body(**{field: value}), TODAY)
+    assert "NUL" in raised.value.fields[field]
+
+
+def test_profile_event_time_is_canonical_utc() -> None:
+    signup = validate_signup(body(), TODAY)
+    tokyo = datetime(2024, 6, 15, 18, 0, tzinfo=datetime.fromisoformat("2024-01-01T00:00+09:00")
+                     .tzinfo)
+    assert profile_event(signup, "u", tokyo).occurred_at == "2024-06-15T09:00:00+00:00"
