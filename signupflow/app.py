@@ -85,13 +85,17 @@ class ServiceApp(faust.App):
             await super()._consumer_wait_empty(consumer, logger)
             return
         grace = self.signupflow_settings.shutdown_timeout / 3
-        try:
-            await asyncio.wait_for(super()._consumer_wait_empty(consumer, logger), grace)
-        except TimeoutError:
+        waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
+        done, _ = await asyncio.wait({waiting}, timeout=grace)
+        if not done:
             logger.warning("stopping: a batch still unfinished after %.1fs is abandoned; its "
                            "events are processed again after the restart", grace)
             for task in list(self.batch_writers):
                 task.cancel()
+            # Faust waits while any event it handed out is unacknowledged (and cancelling that
+            # wait is swallowed). Forget them: commits use the acknowledged offsets only.
+            consumer._unacked_messages.clear()
+        await waiting
 
 
 def create_app(
