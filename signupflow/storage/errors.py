@@ -39,6 +39,22 @@ _TRANSIENT = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, sa.Discon
 #: Driver errors about the statement or its values: the same rows fail the same way again.
 _DETERMINISTIC = (sa.IntegrityError, sa.DataError, sa.ProgrammingError, sa.NotSupportedError)
 
+#: SQLSTATE classes (PostgreSQL; asyncpg's errors reach SQLAlchemy as its generic ``Error``):
+#: connection exception, transaction rollback (serialization failure, deadlock), insufficient
+#: resources, operator intervention (shutdown), system error...
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+#: ...and data exception (too long, NUL, out of range), integrity, syntax or access rule.
+_DETERMINISTIC_CLASSES = ("22", "23", "42")
+
+
+def _sqlstate(error: sa.DBAPIError) -> str | None:
+    """The SQLSTATE of a PostgreSQL error, from the driver's exception or its cause."""
+    for candidate in (error.orig, getattr(error.orig, "__cause__", None)):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return None
+
 
 def _reason(error: BaseException) -> str:
     orig = getattr(error, "orig", None)
@@ -58,9 +74,13 @@ def translated() -> Iterator[None]:
     except StorageError:
         raise
     except sa.DBAPIError as error:
-        if error.connection_invalidated or isinstance(error, _TRANSIENT):
+        state = _sqlstate(error)
+        if (error.connection_invalidated or isinstance(error, _TRANSIENT)
+                or (state is not None and state[:2] in _TRANSIENT_CLASSES)
+                or state == "55P03"):  # lock_not_available
             raise Retriable(_reason(error)) from error
-        if isinstance(error, _DETERMINISTIC):
+        if isinstance(error, _DETERMINISTIC) or (
+                state is not None and state[:2] in _DETERMINISTIC_CLASSES):
             raise Rejected(_reason(error)) from error
         raise  # InternalError and the like: unknown, the caller bounds its retries
     except sa.StatementError as error:  # a value the driver could not bind (overflow, type)

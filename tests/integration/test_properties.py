@@ -58,6 +58,7 @@ from signupflow.models.events import (
     ProfileInsert,
 )
 from signupflow.storage.batch import load_summaries, save_summaries
+from signupflow.storage.errors import Rejected
 from signupflow.storage.member import PARTNERS, USERS, save_profiles
 from signupflow.storage.member import STYLES as STYLE_ROWS
 from tests.integration.postgres import Postgres
@@ -625,3 +626,19 @@ def test_partner_created_accepted_is_summarised_rejected_has_a_reason(
     database: Database,
 ) -> None:
     run_property(database, PARTNER, check_partner, database.batch)
+
+
+@pytest.mark.parametrize("nickname", ["x" * 31, "nul\x00here"])
+def test_what_postgresql_refuses_is_rejected_not_an_unknown_error(
+    database: Database, nickname: str
+) -> None:
+    """Behind the decoders, storage still says *why* it refused: a value the database cannot
+    take is :class:`Rejected` (isolated and dead-lettered at once), never a driver error that
+    looks like an outage. SQLite takes both values; PostgreSQL refuses them (SQLSTATE 22)."""
+    event = ProfileInsert(uuid=str(fresh_uuid()), role="USER", nickname=nickname,
+                          favorite_styles=[], occurred_at="2026-01-01T00:00:00+00:00")
+    if database.kind == "sqlite":
+        assert database.run(save_profiles(database.member, [event])) == {}
+        return
+    with pytest.raises(Rejected):
+        database.run(save_profiles(database.member, [event]))
