@@ -9,7 +9,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench down clean test-packages
+SOAK_RUNS ?= 10
+SOAK_TESTS ?= tests/integration/test_chaos.py
+SOAK_LOG ?= var/soak
+
+.PHONY: run test test-unit lint bench down clean test-packages soak
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +28,28 @@ test: $(BIN)/.installed test-packages
 	$(BIN)/ruff check signupflow tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The fast tier: no broker, no PostgreSQL, no worker process (well under a minute).
+test-unit: $(BIN)/.installed
+	$(BIN)/ruff check signupflow tests
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
 test-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	[ -z "$$missing" ] || $(SUDO) sh -c "apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing"
+
+# The kill-combination chaos tests, SOAK_RUNS times in a row; each run's output is kept in
+# $(SOAK_LOG)/run-N.log. Exits 1 if any run failed. (`make test` runs each scenario once.)
+soak: $(BIN)/.installed test-packages
+	@mkdir -p $(SOAK_LOG); failed=0; \
+	for i in $$(seq $(SOAK_RUNS)); do \
+		if $(BIN)/pytest -q -p no:cacheprovider $(SOAK_TESTS) > $(SOAK_LOG)/run-$$i.log 2>&1; \
+		then echo "run $$i: passed"; \
+		else failed=$$((failed + 1)); echo "run $$i: FAILED (see $(SOAK_LOG)/run-$$i.log)"; fi; \
+	done; \
+	echo "soak: $(SOAK_RUNS) runs, $$failed failed"; [ $$failed -eq 0 ]
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check signupflow tests

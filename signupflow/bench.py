@@ -42,6 +42,7 @@ from signupflow.domain.decode import InvalidEvent, decode_profile_insert
 from signupflow.domain.fake import fake_signups
 from signupflow.domain.signup import profile_event, validate_signup
 from signupflow.domain.summary import partner_created
+from signupflow.kafka_client import durable_producer
 from signupflow.settings import SERVICES
 from signupflow.storage.member import save_profiles
 from signupflow.supervisor import start_worker, stop_process, wait_http
@@ -104,8 +105,7 @@ def restamp(value: bytes) -> bytes:
 
 def producer(bootstrap: str) -> AIOKafkaProducer:
     """The producer settings every phase uses: durable (acks=all, idempotent) and batched."""
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                            linger_ms=5, max_batch_size=256 * 1024)
+    return durable_producer(bootstrap, max_batch_size=256 * 1024)
 
 
 async def produce(bootstrap: str, topic: str, events: Events, rate: float | None = None,

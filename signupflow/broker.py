@@ -26,6 +26,10 @@ from pathlib import Path
 KAFKA_VERSION = "4.1.1"
 
 
+#: Brokers this process started, by PID: kept so that they are reaped through their Popen.
+_running: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class BrokerError(RuntimeError):
     """The local broker cannot be fetched, started or reached; the message says why."""
 
@@ -234,6 +238,7 @@ def start(home: Path, port: int = 9092, timeout: float = 90.0) -> BrokerStatus:
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=home,
         )
+    _running[proc.pid] = proc  # outlives this call: tracked by its PID file, reaped by stop()
     (home / "broker.pid").write_text(str(proc.pid))
     (home / "broker.port").write_text(str(port))
     try:
@@ -262,11 +267,17 @@ def stop(home: Path, timeout: float = 30.0, kill: bool = False) -> bool:
         while _is_our_broker(pid):
             _reap(pid)
             time.sleep(0.05)
+    _reap(pid)
     (home / "broker.pid").unlink(missing_ok=True)
     return True
 
 
 def _reap(pid: int) -> None:
     """Collect the exit status if ``pid`` is our child (so it does not linger as a zombie)."""
+    proc = _running.get(pid)
+    if proc is not None:
+        if proc.poll() is not None:
+            del _running[pid]
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

@@ -84,15 +84,16 @@ async def replay(bootstrap: str, source_topic: str, group: str = "signupflow-dlq
     Progress is kept as the offsets of consumer group ``group``, committed only after the
     re-sent events were acknowledged, so running replay twice does not send a letter twice.
     """
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer
 
+    from signupflow.kafka_client import durable_producer
     from signupflow.topic_reader import records_until, topic_partitions
     from signupflow.topics import dlq_topic
 
     topic = dlq_topic(source_topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = durable_producer(bootstrap)
     await consumer.start()
     await producer.start()
     try:

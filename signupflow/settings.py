@@ -11,29 +11,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 SERVICES = ("auth", "member", "batch")
 PREFIX = "SIGNUPFLOW_"
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, kind: type[N], what: str) -> N:
     raw = env.get(PREFIX + name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ValueError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+        raise ValueError(f"{PREFIX}{name} must be {what}, got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int, "an integer")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(PREFIX + name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+    return _number(env, name, default, float, "a number")
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -23,10 +23,12 @@ from faust.web import Request, Response, View
 from signupflow.app import create_app
 from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
+from signupflow.kafka_client import durable_producer
 from signupflow.settings import get_settings
 from signupflow.storage.auth import PendingEvent, publish_pending, register
 from signupflow.storage.errors import EmailTaken
-from signupflow.streams.common import Resources
+from signupflow.streams.common import service_resources
+from signupflow.streams.retry import Backoff
 from signupflow.topics import PROFILE_INSERT
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ MAX_BODY_BYTES = 16 * 1024
 
 settings = get_settings()
 app = create_app(STAGE, settings, [PROFILE_INSERT])
-resources = Resources(STAGE, settings)
+resources = service_resources(app, STAGE, settings)
 relay_wakeup = asyncio.Event()
 
 
@@ -93,30 +95,22 @@ async def outbox_relay() -> None:
                     "their events wait in the outbox")
         return
     await resources.engine()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
-        linger_ms=5, client_id="signupflow-auth-outbox",
-    )
+    producer = durable_producer(settings.bootstrap_servers, client_id="signupflow-auth-outbox")
     await producer.start()
-    delay = 0.1
+    backoff = Backoff()
     try:
         while True:
             relay_wakeup.clear()  # before reading: a commit from now on wakes the next round
             try:
                 while await relay_once(producer) == RELAY_BATCH:
                     pass
-                delay = 0.1
+                backoff.reset()
             except Exception as exc:  # broker or database down: retry, never give up
-                log.error("outbox relay failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                log.error("outbox relay failed (%r); retrying in %.1fs", exc, backoff.delay)
+                await backoff.sleep()
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(relay_wakeup.wait(), RELAY_POLL_INTERVAL)
     finally:
         await producer.stop()
 
-
-@app.on_before_shutdown.connect
-async def _close(_app: object, **_: object) -> None:
-    await resources.close()

@@ -28,10 +28,10 @@ from signupflow.storage.batch import save_summaries
 from signupflow.streams.common import (
     DeadLetters,
     Decoded,
-    Resources,
     decode_events,
     raw_topic,
     run_batches,
+    service_resources,
 )
 from signupflow.streams.retry import until_done, write_isolating
 from signupflow.tables.partner_summary import define_table, register_views
@@ -48,7 +48,7 @@ partners_created = raw_topic(app, PARTNER_CREATED, settings.partitions)
 dead_letters = DeadLetters(app, PARTNER_CREATED, settings.partitions)
 partner_summary = define_table(app, settings.partitions)
 register_views(app, partner_summary)
-resources = Resources(STAGE, settings)
+resources = service_resources(app, STAGE, settings)
 
 
 async def handle(events: Sequence[EventT]) -> list[PartnerSummary]:
@@ -103,7 +103,3 @@ async def update_table(summaries: Sequence[tuple[PartnerSummary, int]]) -> None:
 async def summarize_partners(stream: StreamT) -> None:
     await run_batches(stream, handle, STAGE)
 
-
-@app.on_before_shutdown.connect
-async def _close(_app: object, **_: object) -> None:
-    await resources.close()

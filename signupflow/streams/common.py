@@ -57,6 +57,17 @@ class Resources:
             self._engine = None
 
 
+def service_resources(app: faust.App, service: str, settings: Settings) -> Resources:
+    """The service's :class:`Resources`, closed when its app shuts down."""
+    resources = Resources(service, settings)
+
+    async def close(_app: object, **_: object) -> None:
+        await resources.close()
+
+    app.on_before_shutdown.connect(close, weak=False)
+    return resources
+
+
 def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
     """A topic read as raw bytes: decoding is ours, so bad bytes become dead letters."""
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",

@@ -24,10 +24,10 @@ from signupflow.settings import get_settings
 from signupflow.storage.member import save_profiles
 from signupflow.streams.common import (
     DeadLetters,
-    Resources,
     decode_events,
     raw_topic,
     run_batches,
+    service_resources,
 )
 from signupflow.streams.retry import until_done, write_isolating
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
@@ -38,7 +38,7 @@ settings = get_settings()
 app = create_app(STAGE, settings, [PROFILE_INSERT, PARTNER_CREATED, dlq_topic(PROFILE_INSERT)])
 profile_inserts = raw_topic(app, PROFILE_INSERT, settings.partitions)
 dead_letters = DeadLetters(app, PROFILE_INSERT, settings.partitions)
-resources = Resources(STAGE, settings)
+resources = service_resources(app, STAGE, settings)
 
 
 async def publish_partners(events: Sequence[PartnerCreated]) -> None:
@@ -72,7 +72,3 @@ async def handle(events: Sequence[EventT]) -> list[ProfileInsert]:
 async def write_profiles(stream: StreamT) -> None:
     await run_batches(stream, handle, STAGE)
 
-
-@app.on_before_shutdown.connect
-async def _close(_app: object, **_: object) -> None:
-    await resources.close()

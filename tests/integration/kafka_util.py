@@ -14,10 +14,9 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
 
 async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]
                    ) -> None:
-    from aiokafka import AIOKafkaProducer
+    from signupflow.kafka_client import durable_producer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                max_request_size=4 * 1024 * 1024)
+    producer = durable_producer(bootstrap, max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
         for key, value in records:

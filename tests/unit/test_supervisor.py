@@ -27,6 +27,8 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_timeout() -> None:
     assert outcome["stubborn"].startswith("killed")
     assert 1.0 <= time.monotonic() - started < 5
     assert not _alive(stubborn.pid) and not _alive(polite.pid)
+    stubborn.wait(1)  # reaped already; lets Popen know
+    polite.wait(1)
 
 
 def test_a_pid_that_is_gone_is_reported_as_such() -> None:
