@@ -24,13 +24,11 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/signupflow up
 
-test: $(BIN)/.installed test-packages
-	$(BIN)/ruff check signupflow tests
+test: lint test-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The fast tier: no broker, no PostgreSQL, no worker process (well under a minute).
-test-unit: $(BIN)/.installed
-	$(BIN)/ruff check signupflow tests
+test-unit: lint
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 test-packages:
@@ -45,14 +43,16 @@ test-packages:
 soak: $(BIN)/.installed test-packages
 	@mkdir -p $(SOAK_LOG); failed=0; \
 	for i in $$(seq $(SOAK_RUNS)); do \
-		if $(BIN)/pytest -q -p no:cacheprovider $(SOAK_TESTS) > $(SOAK_LOG)/run-$$i.log 2>&1; \
+		if $(BIN)/pytest -q $(SOAK_TESTS) > $(SOAK_LOG)/run-$$i.log 2>&1; \
 		then echo "run $$i: passed"; \
 		else failed=$$((failed + 1)); echo "run $$i: FAILED (see $(SOAK_LOG)/run-$$i.log)"; fi; \
 	done; \
 	echo "soak: $(SOAK_RUNS) runs, $$failed failed"; [ $$failed -eq 0 ]
 
+# ruff, then mypy in strict mode (setup.cfg [mypy]): one target for CI and for people.
 lint: $(BIN)/.installed
 	$(BIN)/ruff check signupflow tests
+	$(BIN)/mypy
 
 bench: $(BIN)/.installed
 	$(BIN)/signupflow bench --signups 20000

@@ -15,6 +15,8 @@ from signupflow.settings import Settings, get_settings
 from signupflow.topics import ensure_topics
 
 log = logging.getLogger(__name__)
+#: How often a worker refreshes the cluster's metadata, at the latest (ms).
+METADATA_MAX_AGE_MS = 10_000
 #: Exit status of a worker that the shutdown watchdog ended.
 EXIT_SHUTDOWN_TIMEOUT = 75
 
@@ -128,6 +130,11 @@ def create_app(
         broker_session_timeout=s.session_timeout,
         broker_heartbeat_interval=max(s.session_timeout / 5, 0.5),
         broker_commit_interval=1.0,
+        # A broker that restarts after a crash can answer the group's join before its topics'
+        # metadata is back: Faust's assignor then ignores them ("Ignoring missing topic") and
+        # hands out no partitions. The consumer re-joins once fresh metadata shows the topics;
+        # by default that refresh comes only after 5 minutes of stalled partitions.
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         web_enabled=True,
         web_bind=s.web_host,
         web_host=s.web_host,

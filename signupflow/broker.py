@@ -210,7 +210,7 @@ def start(home: Path, port: int = 9092, timeout: float = 90.0) -> BrokerStatus:
     """Start the broker in ``home`` on ``port`` (0 picks a free one); a no-op if it runs."""
     home = home.resolve()
     current = status(home)
-    if current.running and current.port is not None:
+    if current.running and current.port is not None and current.pid is not None:
         pid = current.pid
         wait_ready(current.port, timeout, lambda: _is_our_broker(pid), home / "broker.log")
         return current

@@ -65,20 +65,23 @@ async def create_schema(engine: AsyncEngine, service: str) -> None:
         await conn.run_sync(SCHEMAS[service].create_all)
 
 
-def _insert(table: Table, dialect: str) -> Any:
+def _insert(table: Table, dialect: str) -> postgresql.Insert | sqlite.Insert:
     module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
     if module is None:
         raise ValueError(f"no upsert support for the {dialect!r} database")
-    return module.insert(table)
+    stmt: postgresql.Insert | sqlite.Insert = module.insert(table)
+    return stmt
 
 
 def insert_ignore(table: Table, dialect: str) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING``: replays of an event insert nothing."""
-    return _insert(table, dialect).on_conflict_do_nothing()
+    stmt: Insert = _insert(table, dialect).on_conflict_do_nothing()
+    return stmt
 
 
 def upsert(table: Table, dialect: str, key: Sequence[str]) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` setting every other column."""
     stmt = _insert(table, dialect)
     updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
-    return stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+    upserting: Insert = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+    return upserting

@@ -41,7 +41,8 @@ def start_worker(service: str, log_path: Path, env: Mapping[str, str] | None = N
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return 200 <= resp.status < 500
+            status: int = resp.status
+            return 200 <= status < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500
     except (OSError, ValueError):

@@ -32,12 +32,14 @@ class TopicMismatch(RuntimeError):
     """An existing topic has another partition count than the settings ask for."""
 
 
-async def _described(admin: Any, names: list[str], seconds: float = 15.0) -> list[dict]:
+async def _described(
+    admin: Any, names: list[str], seconds: float = 15.0
+) -> list[dict[str, Any]]:
     """Describe topics, waiting while a topic just created (here or by another worker
     starting at the same moment) still shows no partitions."""
     deadline = time.monotonic() + seconds
     while True:
-        described = await admin.describe_topics(names)
+        described: list[dict[str, Any]] = await admin.describe_topics(names)
         if all(t["partitions"] for t in described) or time.monotonic() > deadline:
             return described
         await asyncio.sleep(0.2)

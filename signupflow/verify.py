@@ -24,6 +24,7 @@ from signupflow.models.db import (
     PartnerProfile,
     PartnerSummaryRow,
     UserProfile,
+    table_of,
 )
 from signupflow.settings import Settings
 
@@ -125,7 +126,7 @@ async def _read(url: str, *tables: type) -> list[list[Any]]:
                 await conn.exec_driver_sql("BEGIN")  # pysqlite does not begin for SELECTs
             else:
                 await conn.execution_options(isolation_level="REPEATABLE READ")
-            return [list((await conn.execute(select(t.__table__))).all()) for t in tables]
+            return [list((await conn.execute(select(table_of(t)))).all()) for t in tables]
     except Exception as exc:  # a service that never ran has no tables yet
         if "no such table" in str(exc):
             return [[] for _ in tables]

@@ -38,10 +38,10 @@ def check_text(value: Any) -> str:
 
 
 def check_str(value: Any, min_len: int = 1, max_len: int = 100) -> str:
-    value = check_text(value).strip()
-    if not min_len <= len(value) <= max_len:
+    text = check_text(value).strip()
+    if not min_len <= len(text) <= max_len:
         raise FieldError(f"must be {min_len} to {max_len} characters long")
-    return value
+    return text
 
 
 def check_choice(value: Any, choices: Collection[str]) -> str:

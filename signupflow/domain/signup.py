@@ -64,10 +64,10 @@ def check_email(value: Any) -> str:
 
 
 def check_password(value: Any) -> str:
-    value = check_text(value)
-    if not 8 <= len(value) <= 128:
+    password = check_text(value)
+    if not 8 <= len(password) <= 128:
         raise FieldError("must be 8 to 128 characters long")
-    return value
+    return password
 
 
 def check_phone(value: Any) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, LargeBinary
+from sqlalchemy import Column, LargeBinary, Table
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -87,6 +87,11 @@ class PartnerSummaryRow(BatchTable, table=True):
     style_count: int
     joined_at: datetime
     summarized_at: datetime
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy table behind a SQLModel table class (``__table__``, typed)."""
+    return model.metadata.tables[str(model.__tablename__)]
 
 
 SCHEMAS = {"auth": AuthTable.metadata, "member": MemberTable.metadata, "batch": BatchTable.metadata}

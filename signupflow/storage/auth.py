@@ -11,13 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.domain.signup import Signup
-from signupflow.models.db import Member, OutboxEvent
+from signupflow.models.db import Member, OutboxEvent, table_of
 from signupflow.models.events import ProfileInsert
 from signupflow.storage.errors import EmailTaken, translated
 from signupflow.topics import PROFILE_INSERT
 
-MEMBERS = Member.__table__  # type: ignore[attr-defined]
-OUTBOX = OutboxEvent.__table__  # type: ignore[attr-defined]
+MEMBERS = table_of(Member)
+OUTBOX = table_of(OutboxEvent)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.db import upsert
-from signupflow.models.db import PartnerSummaryRow
+from signupflow.models.db import PartnerSummaryRow, table_of
 from signupflow.models.events import PartnerSummary
 from signupflow.storage.errors import translated
 
-SUMMARIES = PartnerSummaryRow.__table__  # type: ignore[attr-defined]
+SUMMARIES = table_of(PartnerSummaryRow)
 
 
 async def save_summaries(

@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from signupflow.db import insert_ignore
 from signupflow.domain.reuse import Fingerprint, conflict
-from signupflow.models.db import FavoriteStyle, PartnerProfile, UserProfile
+from signupflow.models.db import FavoriteStyle, PartnerProfile, UserProfile, table_of
 from signupflow.models.events import ProfileInsert
 from signupflow.storage.errors import translated
 
-USERS = UserProfile.__table__  # type: ignore[attr-defined]
-PARTNERS = PartnerProfile.__table__  # type: ignore[attr-defined]
-STYLES = FavoriteStyle.__table__  # type: ignore[attr-defined]
+USERS = table_of(UserProfile)
+PARTNERS = table_of(PartnerProfile)
+STYLES = table_of(FavoriteStyle)
 
 
 def fingerprint(p: ProfileInsert) -> Fingerprint:
@@ -33,7 +33,9 @@ async def save_profiles(engine: AsyncEngine, profiles: Sequence[ProfileInsert]) 
     partner. Keyed inserts that ignore conflicts keep concurrent writers of one uuid safe too.
     """
     refused: dict[int, str] = {}
-    users, partners, styles = [], [], []
+    users: list[dict[str, object]] = []
+    partners: list[dict[str, object]] = []
+    styles: list[dict[str, object]] = []
     now = datetime.now(UTC)
     with translated():
         async with engine.begin() as conn:

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 
-from faust.types import EventT, StreamT
-
 from signupflow.app import create_app
 from signupflow.db import ping
 from signupflow.domain.decode import decode_partner_created
@@ -28,6 +26,8 @@ from signupflow.storage.batch import save_summaries
 from signupflow.streams.common import (
     DeadLetters,
     Decoded,
+    RawEvent,
+    RawStream,
     decode_events,
     raw_topic,
     run_batches,
@@ -51,12 +51,12 @@ register_views(app, partner_summary)
 resources = service_resources(app, STAGE, settings)
 
 
-async def handle(events: Sequence[EventT]) -> list[PartnerSummary]:
+async def handle(events: Sequence[RawEvent]) -> list[PartnerSummary]:
     """Process one batch of raw partner-created events; returns the summaries changed."""
     engine = await resources.engine()
     decoded = decode_events(events, decode_partner_created, settings.max_event_bytes, STAGE)
     now = datetime.now(UTC)
-    latest: dict[str, tuple[PartnerSummary, EventT]] = {}  # one summary per partner per batch
+    latest: dict[str, tuple[PartnerSummary, RawEvent]] = {}  # one summary per partner per batch
     conflicts: dict[int, str] = {}
     for i, (event, raw) in enumerate(zip(decoded.records, decoded.events, strict=True)):
         pid = event.partner_id
@@ -100,6 +100,6 @@ async def update_table(summaries: Sequence[tuple[PartnerSummary, int]]) -> None:
 
 
 @app.agent(partners_created)
-async def summarize_partners(stream: StreamT) -> None:
+async def summarize_partners(stream: RawStream) -> None:
     await run_batches(stream, handle, STAGE)
 

@@ -11,9 +11,10 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import faust
+from faust.streams import Stream
 from faust.types import EventT, StreamT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,6 +26,9 @@ from signupflow.streams.retry import Backoff
 from signupflow.topics import dlq_topic
 
 log = logging.getLogger(__name__)
+#: The events and streams of a raw topic (bytes in, decoding is ours).
+RawEvent = EventT[bytes]
+RawStream = StreamT[bytes]
 R = TypeVar("R")
 
 BATCH_MAX = 500
@@ -61,10 +65,11 @@ def service_resources(app: faust.App, service: str, settings: Settings) -> Resou
     """The service's :class:`Resources`, closed when its app shuts down."""
     resources = Resources(service, settings)
 
-    async def close(_app: object, **_: object) -> None:
+    async def close(_app: Any, *_: Any, signal: Any, **__: Any) -> None:
         await resources.close()
 
-    app.on_before_shutdown.connect(close, weak=False)
+    # mode types a handler's return as None | Awaitable[None]; a coroutine function is both
+    app.on_before_shutdown.connect(close, weak=False)  # type: ignore[arg-type]
     return resources
 
 
@@ -79,7 +84,7 @@ class Decoded(Generic[R]):
 
     def __init__(self) -> None:
         self.records: list[R] = []
-        self.events: list[EventT] = []
+        self.events: list[RawEvent] = []
         self.dead: list[DeadLetter] = []
 
     def refuse(self, refused: Mapping[int, str], stage: str) -> list[R]:
@@ -90,7 +95,7 @@ class Decoded(Generic[R]):
 
 
 def decode_events(
-    events: Sequence[EventT], decode: Callable[[bytes | None, bytes | None, int], R],
+    events: Sequence[RawEvent], decode: Callable[[bytes | None, bytes | None, int], R],
     max_bytes: int, stage: str,
 ) -> Decoded[R]:
     out: Decoded[R] = Decoded()
@@ -104,7 +109,7 @@ def decode_events(
     return out
 
 
-def letter_for(event: EventT, reason: str, stage: str) -> DeadLetter:
+def letter_for(event: RawEvent, reason: str, stage: str) -> DeadLetter:
     msg = event.message
     return dead_letter(msg.key, msg.value, reason, msg.topic, msg.partition, msg.offset, stage)
 
@@ -140,7 +145,7 @@ class DeadLetters:
 
 
 async def handle_until_done(
-    events: Sequence[EventT], handle: Callable[[Sequence[EventT]], Awaitable[Any]], stage: str
+    events: Sequence[RawEvent], handle: Callable[[Sequence[RawEvent]], Awaitable[Any]], stage: str
 ) -> None:
     """Run ``handle`` on a batch until it succeeds (its effects are idempotent).
 
@@ -161,7 +166,7 @@ async def handle_until_done(
 
 
 async def run_batches(
-    stream: StreamT, handle: Callable[[Sequence[EventT]], Awaitable[Any]], stage: str
+    stream: RawStream, handle: Callable[[Sequence[RawEvent]], Awaitable[Any]], stage: str
 ) -> None:
     """Feed ``handle`` batches of events with natural batching, acknowledging each event only
     after its batch succeeded.
@@ -174,8 +179,8 @@ async def run_batches(
     redelivered after a crash. The writer is registered with the app, which cancels it if it
     holds up a shutdown (a batch in an outage's retry loop, say).
     """
-    manual = stream.noack()
-    pending: list[EventT] = []
+    manual = cast("Stream[bytes]", stream).noack()
+    pending: list[RawEvent] = []
     arrived = asyncio.Event()
     room = asyncio.Event()
     room.set()

@@ -13,8 +13,6 @@ import asyncio
 from collections.abc import Sequence
 from functools import partial
 
-from faust.types import EventT, StreamT
-
 from signupflow.app import create_app
 from signupflow.db import ping
 from signupflow.domain.decode import decode_profile_insert
@@ -24,6 +22,8 @@ from signupflow.settings import get_settings
 from signupflow.storage.member import save_profiles
 from signupflow.streams.common import (
     DeadLetters,
+    RawEvent,
+    RawStream,
     decode_events,
     raw_topic,
     run_batches,
@@ -53,7 +53,7 @@ async def publish_partners(events: Sequence[PartnerCreated]) -> None:
     await asyncio.gather(*futures)
 
 
-async def handle(events: Sequence[EventT]) -> list[ProfileInsert]:
+async def handle(events: Sequence[RawEvent]) -> list[ProfileInsert]:
     """Process one batch of raw profile-insert events; returns the profiles stored (or found
     stored already: a redelivered partner is published again, in case the first publish was
     lost in a crash)."""
@@ -69,6 +69,6 @@ async def handle(events: Sequence[EventT]) -> list[ProfileInsert]:
 
 
 @app.agent(profile_inserts)
-async def write_profiles(stream: StreamT) -> None:
+async def write_profiles(stream: RawStream) -> None:
     await run_batches(stream, handle, STAGE)
 

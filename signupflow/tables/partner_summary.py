@@ -7,9 +7,10 @@ is written to the changelog partition its events arrive on.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.tables.table import Table
 from faust.web import Request, Response, View
 
 from signupflow.domain.styles import STYLES
@@ -18,18 +19,23 @@ from signupflow.models.events import PartnerSummary
 TABLE_NAME = "partner-summary"
 
 
-def define_table(app: faust.App, partitions: int) -> faust.Table:
-    return app.Table(
+#: The table type: partner uuid -> summary (None for a partner not summarised yet).
+SummaryTable = Table[str, PartnerSummary | None]
+
+
+def define_table(app: faust.App, partitions: int) -> SummaryTable:
+    return cast(SummaryTable, app.Table(
         TABLE_NAME,
         default=None,
         key_type=str,
         value_type=PartnerSummary,
         partitions=partitions,
-        help="One summary per partner (latest PartnerCreated wins)",
-    )
+        help="One summary per partner (its one PartnerCreated; a contradicting one is a dead "
+             "letter)",
+    ))
 
 
-def summaries(table: faust.Table) -> list[dict[str, Any]]:
+def summaries(table: SummaryTable) -> list[dict[str, Any]]:
     """The table's local entries as JSON-ready dicts, sorted by partner id."""
     return [v.asdict() for _, v in sorted(table.items(), key=lambda kv: kv[0])]
 
@@ -57,7 +63,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head>
 """
 
 
-def register_views(app: faust.App, table: faust.Table) -> None:
+def register_views(app: faust.App, table: SummaryTable) -> None:
     """JSON at ``/partners/`` and ``/partners/{id}/``, HTML at ``/partners.html``."""
 
     @app.page("/partners/")
@@ -68,7 +74,8 @@ def register_views(app: faust.App, table: faust.Table) -> None:
 
     @app.page("/partners/{partner_id}/")
     class PartnerDetail(View):
-        @app.table_route(table=table, match_info="partner_id")
+        # table_route's type forgets the path's arguments (partner_id) that aiohttp passes
+        @app.table_route(table=table, match_info="partner_id")  # type: ignore[arg-type]
         async def get(self, request: Request, partner_id: str) -> Response:
             summary = table.get(partner_id)
             if summary is None:

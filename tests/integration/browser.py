@@ -52,9 +52,10 @@ class SummaryTable(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attr = dict(attrs)
-        if tag == "tr" and attr.get("data-partner-id"):
-            self._row = attr["data-partner-id"]
-            self.rows[self._row] = []
+        partner_id = attr.get("data-partner-id")
+        if tag == "tr" and partner_id:
+            self._row = partner_id
+            self.rows[partner_id] = []
         elif tag == "td" and self._row is not None:
             self._in_cell = True
             self.rows[self._row].append("")

@@ -74,7 +74,7 @@ def test_a_uuid_reused_with_other_content_is_dead_lettered(system: System) -> No
               if r.key in (user.encode(), partner.encode())}
     before = letters(system, PROFILE_INSERT)
     summaries = system.count("batch", "partner_summary")
-    copies = [
+    copies: list[tuple[str, dict[str, object]]] = [
         (user, {}),  # a redelivery
         (user, {"role": "PARTNER"}),
         (user, {"nickname": "someone_else"}),

@@ -7,6 +7,7 @@ import re
 import urllib.error
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -177,7 +178,8 @@ def test_no_plaintext_password_in_any_database_topic_log_or_dead_letter(system: 
     assert any(p.name.endswith(".log") and "profile-insert" in str(p) for p in files)
     assert any(p.name == "auth.db" for p in files)
     nickname = fake_signups(COUNT, 0.3, SEED)[0]["nickname"].encode()
-    found, control = [], []
+    found: list[str] = []
+    control: list[Path] = []
     for path in files:
         data = path.read_bytes()
         found.extend(f"{path}: {pw}" for pw in passwords if pw.encode() in data)

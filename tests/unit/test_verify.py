@@ -58,7 +58,7 @@ def unpublished_without_profile(s: Snapshot) -> None:
     s.unpublished.add(USER)
 
 
-PLANTS: list[tuple[Callable[[Snapshot], None], str, str]] = [
+PLANTS: list[tuple[Callable[[Snapshot], object], str, str]] = [
     (drop_profile, "account without profile", USER),
     (lambda s: s.accounts.pop(USER), "profile without account", USER),
     (lambda s: s.users.update({PARTNER: "amber_fox"}), "profile both user and partner", PARTNER),
