@@ -306,8 +306,8 @@ def start_env(root: Path, partitions: int) -> Env:
 
 
 def start_workers(env: Env) -> dict[str, subprocess.Popen[bytes]]:
-    procs = {s: start_worker(s, env.root / "log" / f"{s}.log", env.env, "warn")
-             for s in SERVICES}
+    procs: dict[str, subprocess.Popen[bytes]] = {
+        s: start_worker(s, env.root / "log" / f"{s}.log", env.env, "warn") for s in SERVICES}
     for s, proc in procs.items():
         wait_http(f"http://127.0.0.1:{env.env[f'SIGNUPFLOW_{s.upper()}_WEB_PORT']}/", 90, proc)
     return procs

@@ -151,16 +151,16 @@ def down() -> None:
     from signupflow.supervisor import stop_pids
 
     s = get_settings()
-    pids = {}
+    pids: dict[str, int] = {}
     for service in SERVICES:
         pid_file = s.data_dir / f"{service}.pid"
         if pid_file.exists():
             with contextlib.suppress(ValueError):
                 pids[service] = int(pid_file.read_text())
     # a worker ends itself after SIGNUPFLOW_SHUTDOWN_TIMEOUT; this is the last resort
-    for service, outcome in stop_pids(pids, s.shutdown_timeout + 5).items():
-        click.echo(f"{service} worker {outcome}")
-        (s.data_dir / f"{service}.pid").unlink(missing_ok=True)
+    for name, outcome in stop_pids(pids, s.shutdown_timeout + 5).items():
+        click.echo(f"{name} worker {outcome}")
+        (s.data_dir / f"{name}.pid").unlink(missing_ok=True)
     click.echo("broker stopped" if local_broker.stop(s.broker_home) else "broker not running")
 
 

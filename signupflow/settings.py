@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
-SERVICES = ("auth", "member", "batch")
+Service = Literal["auth", "member", "batch"]
+SERVICES: tuple[Service, ...] = get_args(Service)
 PREFIX = "SIGNUPFLOW_"
 
 
@@ -91,7 +92,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_dir = Path(env.get(PREFIX + "DATA_DIR") or "var").resolve()
     broker_port = _int(env, "BROKER_PORT", 9092)
     kafka_broker = env.get(PREFIX + "KAFKA_BROKER") or f"kafka://127.0.0.1:{broker_port}"
-    db_urls = {
+    db_urls: dict[str, str] = {
         s: env.get(f"{PREFIX}{s.upper()}_DATABASE_URL") or _sqlite_url(data_dir / f"{s}.db")
         for s in SERVICES
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid as uuid_mod
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from signupflow.domain.styles import MAX_FAVORITE_STYLES, STYLES
 
@@ -44,12 +44,17 @@ def check_str(value: Any, min_len: int = 1, max_len: int = 100) -> str:
     return text
 
 
-def check_choice(value: Any, choices: Collection[str]) -> str:
+C = TypeVar("C", bound=str)
+
+
+def check_choice(value: Any, choices: Collection[C]) -> C:
+    """One of ``choices`` (a closed set, typed as a ``Literal``), returned as that type."""
     if not isinstance(value, str):
         raise FieldError(f"must be a string, got {type(value).__name__}")
-    if value not in choices:
-        raise FieldError(f"must be one of {', '.join(sorted(choices))}; got {value!r}")
-    return value
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise FieldError(f"must be one of {', '.join(sorted(choices))}; got {value!r}")
 
 
 def check_uuid(value: Any) -> str:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from signupflow.domain.fields import (
     MISSING,
@@ -21,9 +21,10 @@ from signupflow.domain.fields import (
     check_text,
     get,
 )
-from signupflow.models.events import ROLES, ProfileInsert
+from signupflow.models.events import ROLES, ProfileInsert, Role
 
-GENDERS = ("FEMALE", "MALE", "OTHER")
+Gender = Literal["FEMALE", "MALE", "OTHER"]
+GENDERS: tuple[Gender, ...] = get_args(Gender)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)*\.[^@\s.]{2,}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 PHONE_STRIP_RE = re.compile(r"[\s().-]")
@@ -47,8 +48,8 @@ class Signup:
     name: str
     phone: str
     birth: date
-    gender: str
-    role: str
+    gender: Gender
+    role: Role
     nickname: str
     favorite_styles: list[int]
 

@@ -8,9 +8,12 @@ password (not even its hash), email, phone, name or birth date.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import faust
 
-ROLES = ("USER", "PARTNER")
+Role = Literal["USER", "PARTNER"]
+ROLES: tuple[Role, ...] = get_args(Role)
 
 
 class Event(faust.Record, abstract=True, serializer="json", include_metadata=False):
@@ -21,7 +24,7 @@ class ProfileInsert(Event):
     """``profile-insert``: auth -> member. A new member's public profile."""
 
     uuid: str
-    role: str  # USER | PARTNER
+    role: Role
     nickname: str
     favorite_styles: list[int]
     occurred_at: str  # ISO-8601 with offset: when the signup was accepted

@@ -38,7 +38,7 @@ class System:
         self.data_dir = root / "data"
         self.broker_home = root / "broker"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports = {s: broker.free_port() for s in SERVICES}
+        self.ports: dict[str, int] = {s: broker.free_port() for s in SERVICES}
         self.broker_port = 0
         self.env: dict[str, str] = {}
 
