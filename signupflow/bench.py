@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,21 +140,38 @@ async def consumer_at_start(bootstrap: str, topic: str, group: str | None) -> AI
 
 # --- ceiling --------------------------------------------------------------------------------
 
-async def ceiling(env: Env, events: Events) -> dict[str, float]:
-    topic = "bench-ceiling"
-    await ensure_topics(env.bootstrap, env.partitions, [topic])
-    cons = await consumer_at_start(env.bootstrap, topic, None)
+async def drain_while_producing(
+    env: Env, topic: str, group: str | None, events: Events, max_records: int, wait_ms: int,
+    on_batch: Callable[[Any, list[Any]], Awaitable[None]],
+) -> tuple[float, float]:
+    """Produce ``events`` to ``topic`` while a consumer reading it from the start hands each
+    fetched batch to ``on_batch(consumer, records)``, until every event was seen. Returns the
+    seconds it all took and the seconds producing took."""
+    cons = await consumer_at_start(env.bootstrap, topic, group)
     try:
         start = time.perf_counter()
         sending = asyncio.create_task(produce(env.bootstrap, topic, events))
         seen = 0
         while seen < len(events):
-            batch = await cons.getmany(timeout_ms=200, max_records=5000)
-            seen += sum(len(msgs) for msgs in batch.values())
+            batch = await cons.getmany(timeout_ms=wait_ms, max_records=max_records)
+            records = [m for msgs in batch.values() for m in msgs]
+            if records:
+                await on_batch(cons, records)
+                seen += len(records)
         produce_s = await sending
-        total = time.perf_counter() - start
+        return time.perf_counter() - start, produce_s
     finally:
         await cons.stop()
+
+
+async def ceiling(env: Env, events: Events) -> dict[str, float]:
+    topic = "bench-ceiling"
+    await ensure_topics(env.bootstrap, env.partitions, [topic])
+
+    async def nothing(_cons: Any, _records: list[Any]) -> None:
+        return None
+
+    total, produce_s = await drain_while_producing(env, topic, None, events, 5000, 200, nothing)
     return {"ceiling_msgs_per_s": len(events) / total,
             "ceiling_produce_msgs_per_s": len(events) / produce_s}
 
@@ -167,37 +184,29 @@ async def baseline(env: Env, events: Events) -> dict[str, float]:
     await ensure_topics(env.bootstrap, env.partitions, [source, target, dlq_topic(source)])
     engine = make_engine(f"sqlite+aiosqlite:///{env.root / 'baseline-member.db'}")
     await create_schema(engine, "member")
-    cons = await consumer_at_start(env.bootstrap, source, "bench-baseline")
     prod = producer(env.bootstrap)
     await prod.start()
+
+    async def member_stage(cons: Any, records: list[Any]) -> None:
+        profiles, futures = [], []
+        for m in records:
+            try:
+                profiles.append(decode_profile_insert(m.key, m.value, 64 * 1024))
+            except InvalidEvent as exc:
+                futures.append(await prod.send(dlq_topic(source), m.value, key=m.key,
+                                               headers=[("dlq.error", str(exc).encode())]))
+        await save_profiles(engine, profiles)
+        for p in profiles:
+            if (e := partner_created(p)) is not None:
+                futures.append(await prod.send(target, e.dumps(), key=e.partner_id.encode()))
+        await asyncio.gather(*futures)
+        await cons.commit()
+
     try:
-        start = time.perf_counter()
-        sending = asyncio.create_task(produce(env.bootstrap, source, events))
-        done = 0
-        while done < len(events):
-            batch = await cons.getmany(timeout_ms=50, max_records=500)
-            records = [m for msgs in batch.values() for m in msgs]
-            if not records:
-                continue
-            profiles, futures = [], []
-            for m in records:
-                try:
-                    profiles.append(decode_profile_insert(m.key, m.value, 64 * 1024))
-                except InvalidEvent as exc:
-                    futures.append(await prod.send(dlq_topic(source), m.value, key=m.key,
-                                                   headers=[("dlq.error", str(exc).encode())]))
-            await save_profiles(engine, profiles)
-            for p in profiles:
-                if (e := partner_created(p)) is not None:
-                    futures.append(await prod.send(target, e.dumps(), key=e.partner_id.encode()))
-            await asyncio.gather(*futures)
-            await cons.commit()
-            done += len(records)
-        await sending
-        elapsed = time.perf_counter() - start
+        elapsed, _ = await drain_while_producing(env, source, "bench-baseline", events, 500, 50,
+                                                 member_stage)
     finally:
         await prod.stop()
-        await cons.stop()
         await engine.dispose()
     return {"baseline_signups_per_s": len(events) / elapsed}
 
