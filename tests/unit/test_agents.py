@@ -273,3 +273,29 @@ async def test_batch_refuses_a_partner_created_that_contradicts_the_summary(
     assert batch.partner_summary[partner.partner_id].nickname == "amber_owl"
     assert len(batch_env["changelog"].sent) == 1
     assert "nickname 'amber_owl' != 'another'" in letters_of(batch_env["dlq"])[0][1]
+
+
+async def test_batch_acknowledges_an_event_only_after_its_changelog_record_is_acknowledged(
+    batch_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: a table entry was lost for good when a kill -9 came after the event's offset was
+    committed but before its changelog record had left Faust's producer buffer."""
+    broker_acks: list[asyncio.Future[None]] = []
+
+    def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
+        broker_acks.append(asyncio.get_running_loop().create_future())
+        return broker_acks[-1]
+
+    monkeypatch.setattr(batch.partner_summary, "send_changelog", send_changelog)
+    partner = PartnerCreated(partner_id=str(uuid.uuid4()), nickname="amber_owl",
+                             style_count=2, occurred_at=NOW)
+    async with batch.summarize_partners.test_context() as agent:
+        event = await agent.put(partner.dumps(), key=partner.partner_id.encode(), wait=False)
+        await until(lambda: len(broker_acks) == 1)
+        await asyncio.sleep(0.2)
+        assert not event.message.acked  # its offset cannot be committed yet
+        assert partner.partner_id not in batch.partner_summary.data
+        broker_acks[0].set_result(None)
+        await until(lambda: event.message.acked)
+        assert batch.partner_summary.data[partner.partner_id].nickname == "amber_owl"
+    await batch.resources.close()
