@@ -124,7 +124,8 @@ def create_app(
         topic_allow_declare=True,
         table_standby_replicas=0,
         producer_acks=-1,
-        # Not exactly_once: it lost table updates and crashed on a broker restart here (README).
+        # Not exactly_once: it lost table updates and crashed on a broker restart here
+        # (docs/decisions/exactly-once-rejected.md).
         processing_guarantee="at_least_once",
         producer_linger_ms=5,
         broker_session_timeout=s.session_timeout,
