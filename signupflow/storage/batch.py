@@ -37,6 +37,8 @@ async def save_summaries(
 
 
 async def load_summaries(engine: AsyncEngine) -> list[PartnerSummaryRow]:
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(SUMMARIES).order_by(SUMMARIES.c.partner_id))).all()
+    with translated():
+        async with engine.connect() as conn:
+            rows = (await conn.execute(
+                select(SUMMARIES).order_by(SUMMARIES.c.partner_id))).all()
     return [PartnerSummaryRow(**row._mapping) for row in rows]

@@ -87,3 +87,5 @@ def translated() -> Iterator[None]:
         raise Rejected(_reason(error)) from error
     except _TRANSIENT as error:
         raise Retriable(_reason(error)) from error
+    except OverflowError as error:  # sqlite3 binds integers itself, unwrapped by SQLAlchemy
+        raise Rejected(_reason(error)) from error

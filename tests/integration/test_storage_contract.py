@@ -1,0 +1,928 @@
+"""The storage contract: what every function in ``signupflow/storage/`` and ``signupflow/db.py``
+promises, checked on SQLite and on PostgreSQL alike.
+
+Why: the streams only ever see storage through these functions, and decide what to do with a
+failed write by the storage layer's own errors (:class:`Retriable`: wait and retry;
+:class:`Rejected` / :class:`EmailTaken`: isolate the rows or answer 409), never by a driver's
+exception class. A backend that stored something else, refused something else or leaked a raw
+driver error would make the pipeline lose events, dead-letter good ones or stall for ever on a
+bad one, on one backend only. So, in the manner of eventsourcing's recorder tests (one abstract
+case per recorder, run per backend), every test here runs once per backend through the
+``database`` fixture, grouped in one class per storage module:
+
+* :class:`TestAuthStorage`: ``register`` (member and outbox row in one transaction, duplicate
+  and concurrent duplicate emails), ``publish_pending`` (oldest first, marked only once the
+  publish callback returned, concurrent relays) and ``count_members``;
+* :class:`TestMemberStorage`: ``save_profiles`` (inserts, redelivery, conflicting uuid reuse);
+* :class:`TestBatchStorage`: ``save_summaries`` and ``load_summaries``;
+* :class:`TestDb`: ``make_engine``, ``ping``, ``create_schema``, ``insert_ignore``, ``upsert``;
+* :class:`TestErrorTranslation`: outages and locks raise :class:`Retriable`, values the database
+  refuses raise :class:`Rejected`.
+
+One private PostgreSQL server serves the module; every test gets empty databases (fresh SQLite
+files, or the PostgreSQL tables dropped and created again). The tests that stop a server get a
+server of their own. SQLite lock tests shorten the 10 s busy timeout to 200 ms with an extra
+``connect`` listener (the production value is asserted once, in ``TestDb``), so the module stays
+well under a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+from sqlalchemy import Table, event, inspect, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from signupflow.db import create_schema, insert_ignore, make_engine, ping, upsert
+from signupflow.domain.reuse import instant
+from signupflow.domain.signup import Signup, profile_event, validate_signup
+from signupflow.models.db import SCHEMAS
+from signupflow.models.events import PartnerSummary, ProfileInsert
+from signupflow.storage.auth import (
+    MEMBERS,
+    OUTBOX,
+    PendingEvent,
+    count_members,
+    publish_pending,
+    register,
+)
+from signupflow.storage.batch import SUMMARIES, load_summaries, save_summaries
+from signupflow.storage.errors import EmailTaken, Rejected, Retriable, StorageError, translated
+from signupflow.storage.member import PARTNERS, STYLES, USERS, save_profiles
+from signupflow.topics import PROFILE_INSERT
+from tests.integration.postgres import Postgres
+
+T = TypeVar("T")
+
+SERVICES = ("auth", "member", "batch")
+BACKENDS = ["sqlite", "postgresql"]
+NOW = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+TODAY = date(2026, 1, 2)
+SHORT_WAIT_MS = 200  # busy_timeout (SQLite) / lock_timeout (PostgreSQL) of the lock tests
+REUSED = "reused with different content"
+
+
+# --- the databases ---------------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    """One backend's three service databases, an engine on each, all driven by one loop.
+
+    Engines made with :meth:`engine` are disposed at the end of the test, on the same loop.
+    """
+
+    kind: str
+    runner: asyncio.Runner
+    urls: dict[str, str]
+    engines: dict[str, AsyncEngine] = field(default_factory=dict)
+    extra: list[AsyncEngine] = field(default_factory=list)
+
+    @property
+    def auth(self) -> AsyncEngine:
+        return self.engines["auth"]
+
+    @property
+    def member(self) -> AsyncEngine:
+        return self.engines["member"]
+
+    @property
+    def batch(self) -> AsyncEngine:
+        return self.engines["batch"]
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coro)
+
+    def engine(self, service: str, short_wait: bool = False) -> AsyncEngine:
+        """Another engine on ``service``'s database (other connections, as another worker
+        would have). ``short_wait`` gives up on a lock after ``SHORT_WAIT_MS``."""
+        engine = make_engine(self.urls[service])
+        if short_wait:
+            listener = (_short_wait_sqlite if engine.dialect.name == "sqlite"
+                        else _short_wait_postgresql)
+            event.listen(engine.sync_engine, "connect", listener)
+        self.extra.append(engine)
+        return engine
+
+    def sqlite_path(self, service: str) -> Path:
+        assert self.kind == "sqlite"
+        return Path(self.urls[service].removeprefix("sqlite+aiosqlite:///"))
+
+    def dispose(self) -> None:
+        for engine in dict.fromkeys([*self.engines.values(), *self.extra]):
+            self.run(engine.dispose())
+
+
+def _short_wait_sqlite(dbapi_conn: Any, _record: Any) -> None:
+    """Runs after make_engine's own listener, so it overrides its busy_timeout."""
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={SHORT_WAIT_MS}")
+    cur.close()
+
+
+def _short_wait_postgresql(dbapi_conn: Any, _record: Any) -> None:
+    """A session setting, sent outside any transaction (so no rollback undoes it)."""
+    dbapi_conn.run_async(lambda c: c.execute(f"SET lock_timeout = {SHORT_WAIT_MS}"))
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[asyncio.Runner]:
+    with asyncio.Runner() as loop:
+        yield loop
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """The module's private PostgreSQL server, with one database per service."""
+    server = Postgres()
+    try:
+        server.start(list(SERVICES))
+        yield server
+    finally:
+        server.remove()
+
+
+async def _reset(engine: AsyncEngine, service: str) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(SCHEMAS[service].drop_all)
+    await create_schema(engine, service)
+
+
+@pytest.fixture(params=BACKENDS)
+def database(
+    request: pytest.FixtureRequest, runner: asyncio.Runner, tmp_path: Path
+) -> Iterator[Database]:
+    """Empty databases of one backend with their schemas, an engine per service."""
+    if request.param == "sqlite":
+        urls = {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in SERVICES}
+    else:
+        server: Postgres = request.getfixturevalue("postgres")
+        urls = {s: server.url(s) for s in SERVICES}
+    db = Database(request.param, runner, urls)
+    try:
+        for service in SERVICES:
+            db.engines[service] = make_engine(urls[service])
+            db.run(_reset(db.engines[service], service))
+        yield db
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def outage(
+    request: pytest.FixtureRequest, runner: asyncio.Runner, tmp_path: Path
+) -> Iterator[Outage]:
+    """Databases that can be made unavailable: a PostgreSQL server of the test's own (stopped
+    by :meth:`Outage.go_down`), or SQLite files that another (plain sqlite3) connection locks
+    exclusively."""
+    server: Postgres | None = None
+    if request.param == "sqlite":
+        urls = {s: f"sqlite+aiosqlite:///{tmp_path / s}.db" for s in SERVICES}
+    else:
+        server = Postgres()
+        server.start(list(SERVICES))
+        urls = {s: server.url(s) for s in SERVICES}
+    outage = Outage(Database(request.param, runner, urls), server)
+    try:
+        for service in SERVICES:
+            outage.db.engines[service] = outage.db.engine(service, short_wait=True)
+            outage.db.run(create_schema(outage.db.engines[service], service))
+        yield outage
+    finally:
+        outage.up_again()
+        outage.db.dispose()
+        if server is not None:
+            server.remove()
+
+
+@dataclass
+class Outage:
+    """Databases of one backend and the means to make them unavailable."""
+
+    db: Database
+    server: Postgres | None
+    locks: list[sqlite3.Connection] = field(default_factory=list)
+
+    def go_down(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            return
+        for service in SERVICES:
+            lock = sqlite3.connect(self.db.sqlite_path(service), isolation_level=None)
+            lock.execute("BEGIN EXCLUSIVE")
+            self.locks.append(lock)
+
+    def up_again(self) -> None:
+        """SQLite only (the PostgreSQL server stays down)."""
+        for lock in self.locks:
+            lock.rollback()
+            lock.close()
+        self.locks.clear()
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def signup(email: str = "ada@example.com", role: str = "USER", nickname: str = "ada_l",
+           styles: list[int] | None = None) -> Signup:
+    """A signup as the HTTP view gets it from :func:`validate_signup` (normalised)."""
+    return validate_signup({
+        "email": email, "password": "correct horse battery", "name": "Ada Lovelace",
+        "phone": "+44 (20) 7946-0958", "birth": "1990-05-17", "gender": "FEMALE",
+        "role": role, "nickname": nickname,
+        "favorite_styles": [2, 7] if styles is None else styles,
+    }, today=TODAY)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+async def do_register(engine: AsyncEngine, s: Signup, member_uuid: str | None = None,
+                      now: datetime = NOW) -> ProfileInsert:
+    """Register ``s`` the way the auth view does; returns the event it stored."""
+    ev = profile_event(s, member_uuid or new_uuid(), now)
+    await register(engine, s, f"scrypt$hash-of-{s.email}", ev, now)
+    return ev
+
+
+def normalised(value: Any) -> Any:
+    """Datetimes as aware UTC instants (databases give stored UTC back without an offset)."""
+    return instant(value) if isinstance(value, datetime) else value
+
+
+async def table_rows(engine: AsyncEngine, table: Table) -> list[dict[str, Any]]:
+    """Every row of ``table`` in primary-key order, datetimes as UTC instants."""
+    async with engine.connect() as conn:
+        result = await conn.execute(select(table).order_by(*table.primary_key.columns))
+        return [{k: normalised(v) for k, v in row._mapping.items()} for row in result]
+
+
+async def auth_state(engine: AsyncEngine) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return await table_rows(engine, MEMBERS), await table_rows(engine, OUTBOX)
+
+
+async def member_state(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
+    return {t.name: await table_rows(engine, t) for t in (USERS, PARTNERS, STYLES)}
+
+
+def profile(uid: str, role: str = "USER", nickname: str = "ada_l",
+            styles: list[int] | None = None,
+            occurred_at: str = "2026-01-02T03:04:05.123456+00:00") -> ProfileInsert:
+    return ProfileInsert(uuid=uid, role=role, nickname=nickname,
+                         favorite_styles=[2, 7] if styles is None else styles,
+                         occurred_at=occurred_at)
+
+
+def summary(partner_id: str, nickname: str = "neon_fox", style_count: int = 3,
+            joined_at: str = "2026-01-02T03:04:05.123456+00:00",
+            summarized_at: str = "2026-01-02T03:04:06+00:00") -> PartnerSummary:
+    return PartnerSummary(partner_id=partner_id, nickname=nickname, style_count=style_count,
+                          joined_at=joined_at, summarized_at=summarized_at)
+
+
+class Recorder:
+    """A publish callback that records what it was given, optionally slowly or failing."""
+
+    def __init__(self, delay: float = 0.0, fail: Exception | None = None,
+                 during: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.batches: list[list[PendingEvent]] = []
+        self.delay = delay
+        self.fail = fail
+        self.during = during
+
+    async def __call__(self, pending: list[PendingEvent]) -> None:
+        self.batches.append(list(pending))
+        if self.during is not None:
+            await self.during()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+
+    @property
+    def ids(self) -> list[int]:
+        return [p.id for batch in self.batches for p in batch]
+
+
+# --- auth ------------------------------------------------------------------------------------
+
+
+class TestAuthStorage:
+    def test_register_stores_the_member_and_one_outbox_row(self, database: Database) -> None:
+        s = signup(email="  Ada@Example.COM ", role="PARTNER", styles=[7, 2])
+        ev = database.run(do_register(database.auth, s))
+        members, outbox = database.run(auth_state(database.auth))
+        assert members == [{
+            "uuid": ev.uuid, "email": "ada@example.com",
+            "password_hash": "scrypt$hash-of-ada@example.com", "name": "Ada Lovelace",
+            "phone": "+442079460958",
+            "birth": date(1990, 5, 17), "gender": "FEMALE", "role": "PARTNER",
+            "created_at": NOW,
+        }]
+        assert len(outbox) == 1
+        row = outbox[0]
+        assert {k: v for k, v in row.items() if k != "id"} == {
+            "topic": PROFILE_INSERT, "key": ev.uuid, "payload": ev.dumps(),
+            "created_at": NOW, "published_at": None,
+        }
+        assert orjson.loads(row["payload"]) == {
+            "uuid": ev.uuid, "role": "PARTNER", "nickname": "ada_l",
+            "favorite_styles": [7, 2], "occurred_at": NOW.isoformat(),
+        }
+        assert database.run(count_members(database.auth)) == 1
+
+    @pytest.mark.parametrize("second", ["ada@example.com", "ADA@Example.COM",
+                                        "  Ada@example.com\t"])
+    def test_a_taken_email_raises_email_taken_and_adds_nothing(
+        self, database: Database, second: str
+    ) -> None:
+        """validate_signup strips and lower-cases the email, so storage (whose unique index is
+        exact) sees one email for every spelling."""
+        database.run(do_register(database.auth, signup("ada@example.com")))
+        before = database.run(auth_state(database.auth))
+        again = signup(second, role="PARTNER", nickname="other")
+        assert again.email == "ada@example.com"
+        with pytest.raises(EmailTaken) as caught:
+            database.run(do_register(database.auth, again))
+        assert isinstance(caught.value, Rejected)
+        assert str(caught.value) == "ada@example.com"
+        assert database.run(auth_state(database.auth)) == before
+        assert database.run(count_members(database.auth)) == 1
+
+    def test_concurrent_registers_of_one_email_exactly_one_wins(
+        self, database: Database
+    ) -> None:
+        """Two auth workers (two engines, so two connections) race for each of three emails:
+        the unique index lets exactly one win, the other gets EmailTaken, never a driver
+        error, and leaves no member or outbox row behind."""
+        engines = [database.engine("auth"), database.engine("auth")]
+        emails = [f"racer{i}@example.com" for i in range(3)]
+        contenders = [(email, engine, new_uuid()) for email in emails for engine in engines]
+
+        async def race() -> list[BaseException | ProfileInsert]:
+            return await asyncio.gather(
+                *(do_register(engine, signup(email), uid) for email, engine, uid in contenders),
+                return_exceptions=True)
+
+        results = database.run(race())
+        members, outbox = database.run(auth_state(database.auth))
+        winners: dict[str, str] = {}
+        for (email, _, uid), result in zip(contenders, results, strict=True):
+            if isinstance(result, BaseException):
+                assert isinstance(result, EmailTaken), repr(result)
+                assert str(result) == email
+            else:
+                assert email not in winners, f"{email} registered twice"
+                winners[email] = uid
+        assert sorted(winners) == emails
+        assert sorted((m["email"], m["uuid"]) for m in members) == sorted(
+            (e, u) for e, u in winners.items())
+        assert sorted(o["key"] for o in outbox) == sorted(winners.values())
+
+    def test_count_members(self, database: Database) -> None:
+        assert database.run(count_members(database.auth)) == 0
+        for i in range(3):
+            database.run(do_register(database.auth, signup(f"m{i}@example.com")))
+        assert database.run(count_members(database.auth)) == 3
+        with pytest.raises(EmailTaken):
+            database.run(do_register(database.auth, signup("M1@example.com")))
+        assert database.run(count_members(database.auth)) == 3
+
+    def test_publish_pending_oldest_first_up_to_limit(self, database: Database) -> None:
+        events = [database.run(do_register(database.auth, signup(f"p{i}@example.com"),
+                                           now=NOW + timedelta(seconds=i)))
+                  for i in range(5)]
+        outbox = database.run(table_rows(database.auth, OUTBOX))
+        ids = [row["id"] for row in outbox]
+        assert [row["key"] for row in outbox] == [ev.uuid for ev in events]
+        assert ids == sorted(ids)
+
+        publish = Recorder()
+        assert database.run(publish_pending(database.auth, 2, publish)) == 2
+        assert publish.batches == [[
+            PendingEvent(ids[i], PROFILE_INSERT, events[i].uuid.encode(), events[i].dumps())
+            for i in (0, 1)]]
+        published = [row["published_at"] is not None
+                     for row in database.run(table_rows(database.auth, OUTBOX))]
+        assert published == [True, True, False, False, False]
+
+        assert database.run(publish_pending(database.auth, 2, publish)) == 2
+        assert database.run(publish_pending(database.auth, 2, publish)) == 1
+        assert database.run(publish_pending(database.auth, 2, publish)) == 0
+        assert [[p.id for p in batch] for batch in publish.batches] == [
+            ids[0:2], ids[2:4], ids[4:5]]
+        after = database.run(table_rows(database.auth, OUTBOX))
+        assert all(row["published_at"] is not None for row in after)
+        assert {k: v for k, v in after[0].items() if k != "published_at"} == {
+            k: v for k, v in outbox[0].items() if k != "published_at"}
+
+    def test_nothing_pending_returns_zero_without_publishing(self, database: Database) -> None:
+        publish = Recorder()
+        assert database.run(publish_pending(database.auth, 10, publish)) == 0
+        assert publish.batches == []
+
+    def test_rows_are_marked_only_once_publish_returned(self, database: Database) -> None:
+        """While the broker is being waited for, the rows are still pending (seen from another
+        connection); if publishing fails, nothing is marked and the next call publishes the
+        same rows again (at-least-once, never lost)."""
+        for i in range(3):
+            database.run(do_register(database.auth, signup(f"q{i}@example.com")))
+        ids = [row["id"] for row in database.run(table_rows(database.auth, OUTBOX))]
+        observer = database.engine("auth")
+        seen: list[list[datetime | None]] = []
+
+        async def look() -> None:
+            seen.append([r["published_at"] for r in await table_rows(observer, OUTBOX)])
+
+        failing = Recorder(fail=RuntimeError("broker down"), during=look)
+        with pytest.raises(RuntimeError, match="broker down"):
+            database.run(publish_pending(database.auth, 10, failing))
+        assert failing.ids == ids
+        assert seen == [[None, None, None]]
+        assert [r["published_at"] for r in database.run(table_rows(database.auth, OUTBOX))] == [
+            None, None, None]
+
+        working = Recorder(during=look)
+        assert database.run(publish_pending(database.auth, 10, working)) == 3
+        assert working.batches == failing.batches
+        assert seen[1] == [None, None, None]
+        marked = [r["published_at"] for r in database.run(table_rows(database.auth, OUTBOX))]
+        assert all(m is not None for m in marked), marked
+        assert database.run(publish_pending(database.auth, 10, working)) == 0
+
+    def test_concurrent_relays_publish_every_row(self, database: Database) -> None:
+        """Two relays on two engines drain one outbox together, each publishing slowly so their
+        transactions overlap. PostgreSQL: ``FOR UPDATE SKIP LOCKED`` gives each row to exactly
+        one relay. SQLite has no row locks (and pysqlite runs the SELECT outside the write
+        transaction): both relays typically publish every row (at-least-once; the docstring
+        says each auth worker has its own SQLite file); what holds there is that no row is
+        lost and every row ends up marked."""
+        count = 12
+        for i in range(count):
+            database.run(do_register(database.auth, signup(f"r{i}@example.com")))
+        ids = [row["id"] for row in database.run(table_rows(database.auth, OUTBOX))]
+        relays = [Recorder(delay=0.05), Recorder(delay=0.05)]
+
+        async def drain(engine: AsyncEngine, publish: Recorder) -> int:
+            total = 0
+            while (n := await publish_pending(engine, 2, publish)) > 0:
+                total += n
+            return total
+
+        async def both() -> list[int]:
+            return list(await asyncio.gather(
+                *(drain(database.engine("auth"), relay) for relay in relays)))
+
+        totals = database.run(both())
+        published = relays[0].ids + relays[1].ids
+        assert totals == [len(relays[0].ids), len(relays[1].ids)]
+        assert set(published) == set(ids), "a pending row was never published"
+        marked = [r["published_at"] for r in database.run(table_rows(database.auth, OUTBOX))]
+        assert all(m is not None for m in marked), marked
+        assert database.run(publish_pending(database.auth, 100, Recorder())) == 0
+        for relay in relays:
+            assert relay.ids == sorted(relay.ids), "each relay publishes oldest first"
+        if database.kind == "postgresql":
+            assert sorted(published) == ids, "a row was published by both relays"
+            assert relays[0].ids and relays[1].ids, "the relays did not overlap"
+        else:
+            assert len(published) >= count
+
+
+# --- member ----------------------------------------------------------------------------------
+
+
+class TestMemberStorage:
+    def test_save_profiles_inserts_users_partners_and_styles(self, database: Database) -> None:
+        uids = sorted(new_uuid() for _ in range(3))
+        batch = [
+            profile(uids[0], "USER", "ada_l", [11, 3], "2026-01-02T05:04:05.123456+02:00"),
+            profile(uids[1], "PARTNER", "neon_fox", [], "2026-01-02T03:04:06+00:00"),
+            profile(uids[2], "PARTNER", "quiet_owl", [5], "2025-12-31T23:30:00-05:00"),
+        ]
+        before = datetime.now(UTC)
+        assert database.run(save_profiles(database.member, batch)) == {}
+        after = datetime.now(UTC)
+        state = database.run(member_state(database.member))
+        stored_at = {row["uuid"]: row.pop("stored_at")
+                     for rows in (state["user_profile"], state["partner_profile"])
+                     for row in rows}
+        assert state == {
+            "user_profile": [{"uuid": uids[0], "nickname": "ada_l",
+                              "joined_at": datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)}],
+            "partner_profile": [
+                {"uuid": uids[1], "nickname": "neon_fox",
+                 "joined_at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)},
+                {"uuid": uids[2], "nickname": "quiet_owl",
+                 "joined_at": datetime(2026, 1, 1, 4, 30, tzinfo=UTC)},
+            ],
+            "favorite_style": [{"uuid": uids[0], "style_id": 3},
+                               {"uuid": uids[0], "style_id": 11},
+                               {"uuid": uids[2], "style_id": 5}],
+        }
+        joined = {r["uuid"]: r["joined_at"]
+                  for r in state["user_profile"] + state["partner_profile"]}
+        assert joined == {p.uuid: instant(p.occurred_at) for p in batch}
+        assert len(set(stored_at.values())) == 1, "one batch, one stored_at"
+        assert before - timedelta(seconds=1) <= stored_at[uids[0]] <= after
+
+    def test_redelivery_changes_nothing(self, database: Database) -> None:
+        uids = [new_uuid(), new_uuid()]
+        batch = [profile(uids[0], "USER"), profile(uids[1], "PARTNER", "neon_fox", [4])]
+        assert database.run(save_profiles(database.member, batch)) == {}
+        stored = database.run(member_state(database.member))
+        assert database.run(save_profiles(database.member, batch)) == {}
+        assert database.run(save_profiles(database.member, [batch[1], batch[0]])) == {}
+        assert database.run(member_state(database.member)) == stored
+
+    def test_a_duplicate_within_one_batch_is_stored_once(self, database: Database) -> None:
+        p = profile(new_uuid(), "PARTNER", styles=[1, 2])
+        assert database.run(save_profiles(database.member, [p, p, p])) == {}
+        state = database.run(member_state(database.member))
+        assert [r["uuid"] for r in state["partner_profile"]] == [p.uuid]
+        assert state["user_profile"] == []
+        assert [(r["uuid"], r["style_id"]) for r in state["favorite_style"]] == [
+            (p.uuid, 1), (p.uuid, 2)]
+
+    def test_the_same_content_in_another_form_is_a_redelivery(self, database: Database) -> None:
+        """Styles in another order and the same instant at another offset say the same."""
+        p = profile(new_uuid(), styles=[2, 7], occurred_at="2026-01-02T03:04:05+00:00")
+        same = profile(p.uuid, styles=[7, 2], occurred_at="2026-01-02T05:04:05+02:00")
+        assert database.run(save_profiles(database.member, [p])) == {}
+        stored = database.run(member_state(database.member))
+        assert database.run(save_profiles(database.member, [same])) == {}
+        assert database.run(member_state(database.member)) == stored
+
+    @pytest.mark.parametrize(("change", "difference"), [
+        ({"role": "PARTNER"}, "role 'USER' != 'PARTNER'"),
+        ({"nickname": "ada_m"}, "nickname 'ada_l' != 'ada_m'"),
+        ({"styles": [2, 8]}, "styles [2, 7] != [2, 8]"),
+        ({"styles": []}, "styles [2, 7] != []"),
+        ({"occurred_at": "2026-01-02T03:04:05.123457+00:00"},
+         "occurred_at '2026-01-02T03:04:05.123456+00:00' != '2026-01-02T03:04:05.123457+00:00'"),
+    ])
+    def test_conflicting_uuid_reuse_is_refused_naming_the_field(
+        self, database: Database, change: dict[str, Any], difference: str
+    ) -> None:
+        """Across batches (against the table) and within one batch (against an earlier
+        profile): the reuse is refused by its index with a reason naming exactly the field
+        that differs; the rest of the batch is stored and the first profile is kept."""
+        across, within, bystander = new_uuid(), new_uuid(), new_uuid()
+        assert database.run(save_profiles(database.member, [profile(across)])) == {}
+        refused = database.run(save_profiles(database.member, [
+            profile(bystander, "PARTNER", "bystander", [9]),
+            profile(across, **change),
+            profile(within),
+            profile(within, **change),
+        ]))
+        assert refused == {
+            1: f"uuid {across} {REUSED} (stored vs event): {difference}",
+            3: f"uuid {within} {REUSED} (stored vs event): {difference}",
+        }
+        state = database.run(member_state(database.member))
+        joined = instant("2026-01-02T03:04:05.123456+00:00")
+        assert [{k: v for k, v in r.items() if k != "stored_at"}
+                for r in state["user_profile"]] == sorted(
+            [{"uuid": u, "nickname": "ada_l", "joined_at": joined} for u in (across, within)],
+            key=lambda r: str(r["uuid"]))
+        assert [(r["uuid"], r["nickname"]) for r in state["partner_profile"]] == [
+            (bystander, "bystander")]
+        assert sorted((r["uuid"], r["style_id"]) for r in state["favorite_style"]) == sorted(
+            [(across, 2), (across, 7), (within, 2), (within, 7), (bystander, 9)])
+
+
+# --- batch -----------------------------------------------------------------------------------
+
+
+class TestBatchStorage:
+    def test_save_and_load_sorted_by_partner_id(self, database: Database) -> None:
+        ids = [new_uuid() for _ in range(4)]
+        summaries = [summary(pid, f"nick{i}", i, f"2026-01-0{i + 1}T00:00:00+00:00",
+                             f"2026-02-0{i + 1}T12:00:00.5+00:00")
+                     for i, pid in enumerate(ids)]
+        assert database.run(save_summaries(database.batch, summaries)) == {}
+        loaded = database.run(load_summaries(database.batch))
+        expected = sorted(
+            ({"partner_id": s.partner_id, "nickname": s.nickname, "style_count": s.style_count,
+              "joined_at": instant(s.joined_at), "summarized_at": instant(s.summarized_at)}
+             for s in summaries), key=lambda r: str(r["partner_id"]))
+        assert [{k: normalised(v) for k, v in row.model_dump().items()}
+                for row in loaded] == expected
+
+    def test_a_second_summary_for_a_partner_replaces_it(self, database: Database) -> None:
+        pid, other = new_uuid(), new_uuid()
+        first = summary(pid)
+        assert database.run(save_summaries(database.batch, [first, summary(other)])) == {}
+        assert database.run(save_summaries(database.batch, [first])) == {}
+        unchanged = database.run(table_rows(database.batch, SUMMARIES))
+        assert len(unchanged) == 2
+        second = summary(pid, "renamed", 7, "2026-03-01T00:00:00+00:00",
+                         "2026-03-01T00:00:01+00:00")
+        assert database.run(save_summaries(database.batch, [second])) == {}
+        rows = {r["partner_id"]: r for r in database.run(table_rows(database.batch, SUMMARIES))}
+        assert rows == {
+            pid: {"partner_id": pid, "nickname": "renamed", "style_count": 7,
+                  "joined_at": datetime(2026, 3, 1, tzinfo=UTC),
+                  "summarized_at": datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC)},
+            other: next(r for r in unchanged if r["partner_id"] == other),
+        }
+
+    def test_empty_input_returns_nothing_refused_and_writes_nothing(
+        self, database: Database
+    ) -> None:
+        assert database.run(save_summaries(database.batch, [])) == {}
+        assert database.run(load_summaries(database.batch)) == []
+
+
+# --- db --------------------------------------------------------------------------------------
+
+
+async def _pragmas(engine: AsyncEngine) -> tuple[Any, ...]:
+    async with engine.connect() as conn:
+        return tuple([(await conn.exec_driver_sql(f"PRAGMA {name}")).scalar_one()
+                      for name in ("journal_mode", "busy_timeout", "foreign_keys",
+                                   "synchronous")])
+
+
+class TestDb:
+    def test_make_engine(self, database: Database, tmp_path: Path) -> None:
+        """SQLite: the folder is created and every connection gets WAL, a 10 s busy timeout,
+        foreign keys and synchronous=NORMAL. PostgreSQL: the URL's asyncpg engine as is."""
+        if database.kind == "sqlite":
+            nested = tmp_path / "not" / "yet" / "there.db"
+            engine = make_engine(f"sqlite+aiosqlite:///{nested}")
+            try:
+                assert nested.parent.is_dir()
+                assert database.run(_pragmas(engine)) == ("wal", 10000, 1, 1)
+            finally:
+                database.run(engine.dispose())
+        else:
+            engine = database.engine("auth")
+            assert (engine.dialect.name, engine.dialect.driver) == ("postgresql", "asyncpg")
+            assert engine.url.render_as_string() == database.urls["auth"]
+
+    def test_ping_is_true_on_a_live_database(self, database: Database) -> None:
+        for service in SERVICES:
+            assert database.run(ping(database.engines[service])) is True
+            assert database.run(ping(database.engine(service))) is True
+
+    def test_ping_is_false_when_the_database_is_unavailable(self, outage: Outage) -> None:
+        """PostgreSQL: the server is stopped. SQLite: another connection holds the write lock
+        (ping waits the busy timeout, shortened here, then reports it unavailable)."""
+        db = outage.db
+        assert db.run(ping(db.auth)) is True
+        outage.go_down()
+        for service in SERVICES:
+            assert db.run(ping(db.engines[service])) is False
+        if db.kind == "sqlite":
+            outage.up_again()
+            assert db.run(ping(db.auth)) is True
+
+    def test_create_schema_is_idempotent_and_creates_own_tables_only(
+        self, database: Database
+    ) -> None:
+        ev = database.run(do_register(database.auth, signup()))
+        database.run(save_profiles(database.member, [
+            profile(ev.uuid), profile(new_uuid(), "PARTNER", "neon_fox")]))
+        database.run(save_summaries(database.batch, [summary(ev.uuid)]))
+        before = {s: {t.name: database.run(table_rows(database.engines[s], t))
+                      for t in SCHEMAS[s].sorted_tables} for s in SERVICES}
+
+        async def tables(engine: AsyncEngine) -> set[str]:
+            async with engine.connect() as conn:
+                return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+        for service in SERVICES:
+            engine = database.engines[service]
+            database.run(create_schema(engine, service))
+            database.run(create_schema(database.engine(service), service))
+            assert database.run(tables(engine)) == set(SCHEMAS[service].tables)
+        assert {s: {t.name: database.run(table_rows(database.engines[s], t))
+                    for t in SCHEMAS[s].sorted_tables} for s in SERVICES} == before
+        assert all(rows for tables_ in before.values() for rows in tables_.values())
+
+    def test_insert_ignore_and_upsert(self, database: Database) -> None:
+        engine = database.batch
+        dialect = engine.dialect.name
+        pid = new_uuid()
+        row = {"partner_id": pid, "nickname": "first", "style_count": 1,
+               "joined_at": NOW, "summarized_at": NOW}
+
+        async def write(stmt: Any, values: dict[str, Any]) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(stmt, [values])
+
+        database.run(write(insert_ignore(SUMMARIES, dialect), row))
+        database.run(write(insert_ignore(SUMMARIES, dialect), {**row, "nickname": "ignored"}))
+        assert database.run(table_rows(engine, SUMMARIES)) == [row]
+        later = NOW + timedelta(hours=1)
+        database.run(write(upsert(SUMMARIES, dialect, ["partner_id"]),
+                           {**row, "nickname": "second", "style_count": 2,
+                            "summarized_at": later}))
+        assert database.run(table_rows(engine, SUMMARIES)) == [
+            {**row, "nickname": "second", "style_count": 2, "summarized_at": later}]
+
+    @pytest.mark.parametrize("dialect", ["mysql", ""])
+    def test_insert_ignore_and_upsert_refuse_other_dialects(
+        self, database: Database, dialect: str
+    ) -> None:
+        with pytest.raises(ValueError, match=f"no upsert support for the {dialect!r} database"):
+            insert_ignore(SUMMARIES, dialect)
+        with pytest.raises(ValueError, match=f"no upsert support for the {dialect!r} database"):
+            upsert(SUMMARIES, dialect, ["partner_id"])
+        own = database.batch.dialect
+        assert "ON CONFLICT DO NOTHING" in str(insert_ignore(SUMMARIES, own.name).compile(
+            dialect=own))
+        assert "ON CONFLICT (partner_id) DO UPDATE" in str(
+            upsert(SUMMARIES, own.name, ["partner_id"]).compile(dialect=own))
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def locked(db: Database, service: str) -> AsyncIterator[None]:
+    """Another session holds ``service``'s database (SQLite) or all its tables (PostgreSQL)
+    exclusively until the block ends."""
+    if db.kind == "sqlite":
+        lock = sqlite3.connect(db.sqlite_path(service), isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            yield
+        finally:
+            lock.rollback()
+            lock.close()
+        return
+    async with AsyncExitStack() as stack:
+        conn: AsyncConnection = await stack.enter_async_context(db.engine(service).connect())
+        await conn.begin()
+        names = ", ".join(SCHEMAS[service].tables)
+        await conn.exec_driver_sql(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+        yield
+        await conn.rollback()
+
+
+class TestErrorTranslation:
+    def test_errors_are_storage_errors(self, database: Database) -> None:
+        assert issubclass(Retriable, StorageError) and issubclass(Rejected, StorageError)
+        assert issubclass(EmailTaken, Rejected) and not issubclass(Retriable, Rejected)
+
+        async def duplicate_key() -> None:
+            with translated():
+                async with database.batch.begin() as conn:
+                    row = {"partner_id": "p", "nickname": "n", "style_count": 0,
+                           "joined_at": NOW, "summarized_at": NOW}
+                    await conn.execute(SUMMARIES.insert(), [row])
+                    await conn.execute(SUMMARIES.insert(), [row])
+
+        with pytest.raises(Rejected) as caught:
+            database.run(duplicate_key())
+        assert type(caught.value) is Rejected
+        assert "IntegrityError" in str(caught.value) or "UniqueViolation" in str(caught.value)
+        assert database.run(table_rows(database.batch, SUMMARIES)) == []
+
+    def test_writes_to_a_stopped_or_locked_database_raise_retriable(
+        self, outage: Outage
+    ) -> None:
+        """Never a raw driver error: the streams wait and retry. PostgreSQL: the server is
+        stopped under a pooled connection, then refuses new ones. SQLite: another connection
+        holds the write lock past the busy timeout (reads still work in WAL mode)."""
+        db = outage.db
+        assert db.run(count_members(db.auth)) == 0  # pools a live connection
+        assert db.run(save_profiles(db.member, [profile(new_uuid())])) == {}
+        assert db.run(save_summaries(db.batch, [summary(new_uuid())])) == {}
+        outage.go_down()
+        writes: list[Callable[[], Coroutine[Any, Any, Any]]] = [
+            lambda: do_register(db.auth, signup("down@example.com")),
+            lambda: do_register(db.auth, signup("down2@example.com")),
+            lambda: save_profiles(db.member, [profile(new_uuid())]),
+            lambda: save_summaries(db.batch, [summary(new_uuid())]),
+        ]
+        for write in writes:
+            with pytest.raises(Retriable) as caught:
+                db.run(write())
+            assert caught.value.__cause__ is not None
+            assert not isinstance(caught.value, Rejected)
+        if db.kind == "postgresql":
+            with pytest.raises(Retriable):
+                db.run(publish_pending(db.auth, 10, Recorder()))
+            with pytest.raises(Retriable):
+                db.run(count_members(db.auth))
+        else:
+            assert db.run(count_members(db.auth)) == 0
+            assert db.run(publish_pending(db.auth, 10, Recorder())) == 0
+            outage.up_again()
+            assert db.run(count_members(db.auth)) == 0, "the refused writes left nothing"
+            assert len(db.run(table_rows(db.member, USERS))) == 1
+            assert len(db.run(table_rows(db.batch, SUMMARIES))) == 1
+
+    def test_a_write_waiting_on_a_lock_raises_retriable(self, database: Database) -> None:
+        """SQLite: the busy timeout runs out ("database is locked"). PostgreSQL: the lock
+        timeout runs out (SQLSTATE 55P03). Nothing is written."""
+        auth = database.engine("auth", short_wait=True)
+        member = database.engine("member", short_wait=True)
+        batch = database.engine("batch", short_wait=True)
+
+        async def attempt(service: str, write: Coroutine[Any, Any, Any]) -> None:
+            async with locked(database, service):
+                with pytest.raises(Retriable):
+                    await write
+
+        database.run(attempt("auth", do_register(auth, signup())))
+        database.run(attempt("member", save_profiles(member, [profile(new_uuid())])))
+        database.run(attempt("batch", save_summaries(batch, [summary(new_uuid())])))
+        assert database.run(count_members(auth)) == 0
+        assert database.run(member_state(member)) == {
+            "user_profile": [], "partner_profile": [], "favorite_style": []}
+        assert database.run(load_summaries(batch)) == []
+
+    @pytest.mark.parametrize("nickname", ["x" * 31, "nul\x00here"])
+    def test_values_postgresql_refuses_are_rejected(
+        self, database: Database, nickname: str
+    ) -> None:
+        """A nickname longer than its column (SQLSTATE 22001) or with NUL (22021) can never be
+        stored on PostgreSQL: Rejected, and the whole batch is rolled back. SQLite stores
+        both exactly as given."""
+        good, bad = new_uuid(), new_uuid()
+        profiles = [profile(good), profile(bad, nickname=nickname)]
+        summaries = [summary(good), summary(bad, nickname=nickname)]
+        if database.kind == "sqlite":
+            assert database.run(save_profiles(database.member, profiles)) == {}
+            assert database.run(save_summaries(database.batch, summaries)) == {}
+            users = database.run(table_rows(database.member, USERS))
+            assert {r["uuid"]: r["nickname"] for r in users} == {good: "ada_l", bad: nickname}
+            loaded = database.run(load_summaries(database.batch))
+            assert {r.partner_id: r.nickname for r in loaded} == {
+                good: "neon_fox", bad: nickname}
+            return
+        with pytest.raises(Rejected) as caught:
+            database.run(save_profiles(database.member, profiles))
+        assert not isinstance(caught.value, (Retriable, EmailTaken))
+        with pytest.raises(Rejected):
+            database.run(save_summaries(database.batch, summaries))
+        assert database.run(member_state(database.member)) == {
+            "user_profile": [], "partner_profile": [], "favorite_style": []}
+        assert database.run(load_summaries(database.batch)) == []
+
+    def test_an_unstorable_account_is_rejected_not_email_taken(
+        self, database: Database
+    ) -> None:
+        """register only turns integrity errors into EmailTaken: a name longer than its column
+        (bypassing validation) is Rejected on PostgreSQL and stored as is on SQLite."""
+        long_name = Signup(**{**signup().__dict__, "name": "n" * 101})
+        if database.kind == "sqlite":
+            ev = database.run(do_register(database.auth, long_name))
+            members, outbox = database.run(auth_state(database.auth))
+            assert [(m["uuid"], m["name"]) for m in members] == [(ev.uuid, "n" * 101)]
+            assert [o["key"] for o in outbox] == [ev.uuid]
+            return
+        with pytest.raises(Rejected) as caught:
+            database.run(do_register(database.auth, long_name))
+        assert not isinstance(caught.value, EmailTaken)
+        assert database.run(auth_state(database.auth)) == ([], [])
+
+    @pytest.mark.parametrize("table", ["favorite_style", "partner_summary"])
+    def test_a_value_the_driver_cannot_bind_is_rejected(
+        self, database: Database, request: pytest.FixtureRequest, table: str
+    ) -> None:
+        """An integer beyond 64 bits (a style id, a style count): deterministic on both
+        backends, so Rejected (errors.py: "a value the driver could not bind (overflow)")."""
+        if table == "favorite_style":
+            with pytest.raises(Rejected):
+                database.run(save_profiles(database.member,
+                                           [profile(new_uuid(), styles=[2**63])]))
+        else:
+            with pytest.raises(Rejected):
+                database.run(save_summaries(database.batch,
+                                            [summary(new_uuid(), style_count=2**63)]))
+        assert database.run(member_state(database.member)) == {
+            "user_profile": [], "partner_profile": [], "favorite_style": []}
+        assert database.run(load_summaries(database.batch)) == []
+
+    def test_load_summaries_from_an_unavailable_database_raises_retriable(
+        self, outage: Outage, request: pytest.FixtureRequest
+    ) -> None:
+        """PostgreSQL: reading from a stopped server is Retriable like every other storage
+        call. SQLite: a write lock held elsewhere does not stop WAL readers."""
+        db = outage.db
+        pid = new_uuid()
+        assert db.run(save_summaries(db.batch, [summary(pid)])) == {}
+        assert [r.partner_id for r in db.run(load_summaries(db.batch))] == [pid]
+        outage.go_down()
+        if db.kind == "sqlite":
+            assert [r.partner_id for r in db.run(load_summaries(db.batch))] == [pid]
+            return
+        for _ in range(2):  # the pooled connection is dead, then no new one is accepted
+            with pytest.raises(Retriable):
+                db.run(load_summaries(db.batch))
