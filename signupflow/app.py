@@ -7,10 +7,12 @@ import logging
 import os
 import signal
 import threading
+from functools import partial
 from typing import Any
 
 import faust
 
+from signupflow.probes import Check, Refresher, broker_reachable, register_probes
 from signupflow.settings import Settings, get_settings
 from signupflow.topics import ensure_topics
 
@@ -66,6 +68,9 @@ class ServiceApp(faust.App):
     signupflow_settings: Settings
     #: The batch writers of ``run_batches``, cancelled if they hold up a shutdown.
     batch_writers: set[asyncio.Task[None]]
+    #: What ``/ready`` checks, and what refreshes the state gauges of ``/metrics``.
+    ready_checks: list[Check]
+    metric_refreshers: list[Refresher]
 
     async def on_first_start(self) -> None:
         s = self.signupflow_settings
@@ -148,4 +153,7 @@ def create_app(
     app.signupflow_topics = list(topics or [])
     app.signupflow_settings = s
     app.batch_writers = set()
+    app.ready_checks = [partial(broker_reachable, s.bootstrap_servers)]
+    app.metric_refreshers = []
+    register_probes(app)
     return app

@@ -41,15 +41,15 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
-async def ping(engine: AsyncEngine) -> bool:
-    """Whether the database would take a write now.
+async def ping(engine: AsyncEngine, write: bool = True) -> bool:
+    """Whether the database would take a write now (``write=False``: answer at all).
 
-    On SQLite this takes the write lock (``BEGIN IMMEDIATE``, waiting up to the busy timeout),
+    For a write, SQLite's lock is taken (``BEGIN IMMEDIATE``, waiting up to the busy timeout),
     so a database locked by another writer reads as unavailable, like one that is down.
     """
     try:
         async with engine.connect() as conn:
-            if engine.dialect.name == "sqlite":
+            if write and engine.dialect.name == "sqlite":
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
                 await conn.rollback()
             else:

@@ -79,6 +79,19 @@ async def publish_pending(
     return len(rows)
 
 
+async def pending_outbox(engine: AsyncEngine, now: datetime) -> tuple[int, float]:
+    """How many outbox events wait to be published, and the age in seconds of the oldest."""
+    query = select(func.count(), func.min(OUTBOX.c.created_at)).where(
+        OUTBOX.c.published_at.is_(None))
+    with translated():
+        async with engine.connect() as conn:
+            count, oldest = (await conn.execute(query)).one()
+    if not count or oldest is None:
+        return 0, 0.0
+    created = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+    return int(count), max((now - created).total_seconds(), 0.0)
+
+
 async def count_members(engine: AsyncEngine) -> int:
     with translated():
         async with engine.connect() as conn:

@@ -24,8 +24,9 @@ from signupflow.app import create_app
 from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
 from signupflow.kafka_client import durable_producer
+from signupflow.metrics import OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
 from signupflow.settings import get_settings
-from signupflow.storage.auth import PendingEvent, publish_pending, register
+from signupflow.storage.auth import PendingEvent, pending_outbox, publish_pending, register
 from signupflow.storage.errors import EmailTaken
 from signupflow.streams.common import service_resources
 from signupflow.streams.retry import Backoff
@@ -43,6 +44,19 @@ resources = service_resources(app, STAGE, settings)
 relay_wakeup = asyncio.Event()
 
 
+#: ``signupflow_signups_total`` outcome of each answer of ``POST /signup``.
+OUTCOMES = {201: "created", 400: "invalid", 413: "invalid", 409: "duplicate"}
+
+
+async def outbox_backlog() -> None:
+    pending, oldest = await pending_outbox(await resources.engine(), datetime.now(UTC))
+    OUTBOX_PENDING.set(pending)
+    OUTBOX_OLDEST_PENDING.set(oldest)
+
+
+app.metric_refreshers.append(outbox_backlog)
+
+
 def error(view: View, status: int, message: str, **extra: object) -> Response:
     return view.json({"error": message, **extra}, status=status)
 
@@ -52,6 +66,11 @@ class SignupView(View):
     """Create an account. 201 {uuid}; 400 with per-field errors; 409 if the email is taken."""
 
     async def post(self, request: Request) -> Response:
+        response = await self.create(request)
+        SIGNUPS.labels(OUTCOMES.get(response.status, "error")).inc()
+        return response
+
+    async def create(self, request: Request) -> Response:
         body = await request.read()
         if len(body) > MAX_BODY_BYTES:
             return error(self, 413, f"body is over {MAX_BODY_BYTES} bytes")

@@ -20,6 +20,7 @@ from signupflow.db import ping
 from signupflow.domain.decode import decode_partner_created
 from signupflow.domain.reuse import Conflict
 from signupflow.domain.summary import merge_summary
+from signupflow.metrics import TABLE_ENTRIES, count_batch
 from signupflow.models.events import PartnerSummary
 from signupflow.settings import get_settings
 from signupflow.storage.batch import save_summaries
@@ -28,13 +29,14 @@ from signupflow.streams.common import (
     Decoded,
     RawEvent,
     RawStream,
+    consuming,
     decode_events,
     raw_topic,
     run_batches,
     service_resources,
 )
 from signupflow.streams.retry import until_done, write_isolating
-from signupflow.tables.partner_summary import define_table, register_views
+from signupflow.tables.partner_summary import TABLE_NAME, define_table, register_views
 from signupflow.topics import PARTNER_CREATED, dlq_topic
 
 STAGE = "batch"
@@ -49,6 +51,14 @@ dead_letters = DeadLetters(app, PARTNER_CREATED, settings.partitions)
 partner_summary = define_table(app, settings.partitions)
 register_views(app, partner_summary)
 resources = service_resources(app, STAGE, settings)
+consuming(app, PARTNER_CREATED)
+
+
+async def table_entries() -> None:
+    TABLE_ENTRIES.labels(TABLE_NAME).set(len(partner_summary))
+
+
+app.metric_refreshers.append(table_entries)
 
 
 async def handle(events: Sequence[RawEvent]) -> list[PartnerSummary]:
@@ -80,6 +90,7 @@ async def handle(events: Sequence[RawEvent]) -> list[PartnerSummary]:
                      partial(dead_letters.send, decoded.dead + changed.dead))
     await until_done(f"{STAGE} changelog", partial(
         update_table, [(s, latest[s.partner_id][1].message.partition) for s in written]))
+    count_batch(STAGE, len(events), len(decoded.dead) + len(changed.dead))
     return written
 
 

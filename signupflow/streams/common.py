@@ -14,15 +14,20 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from faust.streams import Stream
 from faust.types import EventT, StreamT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from signupflow.db import create_schema, make_engine
+from signupflow.app import ServiceApp
+from signupflow.db import create_schema, make_engine, ping
 from signupflow.dlq import DeadLetter, dead_letter
 from signupflow.domain.decode import InvalidEvent
+from signupflow.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERS
+from signupflow.probes import consumer_checks
 from signupflow.settings import Settings
 from signupflow.streams.retry import Backoff
+from signupflow.topic_reader import topic_partitions
 from signupflow.topics import dlq_topic
 
 log = logging.getLogger(__name__)
@@ -61,9 +66,17 @@ class Resources:
             self._engine = None
 
 
-def service_resources(app: faust.App, service: str, settings: Settings) -> Resources:
-    """The service's :class:`Resources`, closed when its app shuts down."""
+def service_resources(app: ServiceApp, service: str, settings: Settings) -> Resources:
+    """The service's :class:`Resources`, closed when its app shuts down; ``/ready`` checks
+    that its database answers."""
     resources = Resources(service, settings)
+
+    async def database() -> str | None:
+        if await ping(await resources.engine(), write=False):
+            return None
+        return f"database of {service} does not answer"
+
+    app.ready_checks.append(database)
 
     async def close(_app: Any, *_: Any, signal: Any, **__: Any) -> None:
         await resources.close()
@@ -71,6 +84,32 @@ def service_resources(app: faust.App, service: str, settings: Settings) -> Resou
     # mode types a handler's return as None | Awaitable[None]; a coroutine function is both
     app.on_before_shutdown.connect(close, weak=False)  # type: ignore[arg-type]
     return resources
+
+
+def consuming(app: ServiceApp, topic: str) -> None:
+    """What a service that consumes ``topic`` adds to ``/ready`` (group joined, partitions
+    assigned, tables recovered) and to ``/metrics`` (its group's lag on ``topic``)."""
+    app.ready_checks.extend(consumer_checks(app))
+    reader: AIOKafkaConsumer | None = None
+
+    async def consumer_lag() -> None:
+        nonlocal reader
+        if reader is None:  # not in the group (never subscribes): it only reads its offsets
+            reader = AIOKafkaConsumer(bootstrap_servers=app.signupflow_settings.bootstrap_servers,
+                                      group_id=app.conf.id, enable_auto_commit=False)
+            await reader.start()
+        parts = await topic_partitions(reader, topic)
+        end = await reader.end_offsets(parts)
+        for tp in parts:
+            committed = await reader.committed(tp) or 0
+            CONSUMER_LAG.labels(topic, str(tp.partition)).set(end[tp] - committed)
+
+    async def close(_app: Any, *_: Any, signal: Any, **__: Any) -> None:
+        if reader is not None:
+            await reader.stop()
+
+    app.metric_refreshers.append(consumer_lag)
+    app.on_before_shutdown.connect(close, weak=False)  # type: ignore[arg-type]
 
 
 def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -137,6 +176,7 @@ class DeadLetters:
         for letter, result in zip(fresh, results, strict=True):
             if not isinstance(result, BaseException):
                 self._sent[letter.position] = None
+                DEAD_LETTERS.labels(letter.source_topic).inc()
         while len(self._sent) > SENT_MEMORY:
             self._sent.popitem(last=False)
         for result in results:
@@ -192,7 +232,8 @@ async def run_batches(
             if not pending:
                 arrived.clear()
             room.set()
-            await handle_until_done(batch, handle, stage)
+            with BATCH_SECONDS.labels(stage).time():
+                await handle_until_done(batch, handle, stage)
             for event in batch:
                 await manual.ack(event)
 

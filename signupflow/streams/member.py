@@ -17,6 +17,7 @@ from signupflow.app import create_app
 from signupflow.db import ping
 from signupflow.domain.decode import decode_profile_insert
 from signupflow.domain.summary import partner_created
+from signupflow.metrics import count_batch
 from signupflow.models.events import PartnerCreated, ProfileInsert
 from signupflow.settings import get_settings
 from signupflow.storage.member import save_profiles
@@ -24,6 +25,7 @@ from signupflow.streams.common import (
     DeadLetters,
     RawEvent,
     RawStream,
+    consuming,
     decode_events,
     raw_topic,
     run_batches,
@@ -39,6 +41,7 @@ app = create_app(STAGE, settings, [PROFILE_INSERT, PARTNER_CREATED, dlq_topic(PR
 profile_inserts = raw_topic(app, PROFILE_INSERT, settings.partitions)
 dead_letters = DeadLetters(app, PROFILE_INSERT, settings.partitions)
 resources = service_resources(app, STAGE, settings)
+consuming(app, PROFILE_INSERT)
 
 
 async def publish_partners(events: Sequence[PartnerCreated]) -> None:
@@ -65,6 +68,7 @@ async def handle(events: Sequence[RawEvent]) -> list[ProfileInsert]:
     await until_done(f"{STAGE} dead letters", partial(dead_letters.send, decoded.dead))
     partners = [e for p in written if (e := partner_created(p)) is not None]
     await until_done(f"{STAGE} publish partner-created", partial(publish_partners, partners))
+    count_batch(STAGE, len(events), len(decoded.dead))
     return written
 
 

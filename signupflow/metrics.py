@@ -1,0 +1,49 @@
+"""What every worker counts, served in Prometheus text format at ``GET /metrics``.
+
+Names follow ``signupflow_<noun>_<unit|total>``. Counters and the histogram are updated where
+the work happens; gauges that describe a state (lag, backlog, table size) are read from their
+source when ``/metrics`` is scraped, by the refreshers each service registers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: One registry per process (each worker is one service), so nothing global leaks in.
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter(
+    "signupflow_events_total",
+    "Events a consuming stage finished, by outcome: processed (stored, or recognised as a "
+    "redelivery) or dead_lettered", ["service", "outcome"], registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "signupflow_dead_letters_total",
+    "Dead letters acknowledged by the broker, by source topic", ["topic"], registry=REGISTRY)
+BATCH_SECONDS = Histogram(
+    "signupflow_batch_seconds",
+    "Seconds to handle one batch of events: decode, write, dead letters, publish",
+    ["service"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+CONSUMER_LAG = Gauge(
+    "signupflow_consumer_lag",
+    "Records not yet committed by the service's consumer group: end offset minus committed "
+    "offset", ["topic", "partition"], registry=REGISTRY)
+OUTBOX_PENDING = Gauge(
+    "signupflow_outbox_pending", "Outbox events stored but not yet published (auth)",
+    registry=REGISTRY)
+OUTBOX_OLDEST_PENDING = Gauge(
+    "signupflow_outbox_oldest_pending_seconds",
+    "Age of the oldest unpublished outbox event, 0 when none waits (auth)", registry=REGISTRY)
+TABLE_ENTRIES = Gauge(
+    "signupflow_table_entries", "Entries of a Faust table held by this worker", ["table"],
+    registry=REGISTRY)
+SIGNUPS = Counter(
+    "signupflow_signups_total",
+    "POST /signup answers, by outcome: created, invalid (400, 413) or duplicate (409)",
+    ["outcome"], registry=REGISTRY)
+
+
+def count_batch(service: str, events: int, dead_lettered: int) -> None:
+    """One finished batch of ``events``, ``dead_lettered`` of them to the dead-letter topic."""
+    EVENTS.labels(service, "processed").inc(events - dead_lettered)
+    EVENTS.labels(service, "dead_lettered").inc(dead_lettered)

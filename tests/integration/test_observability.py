@@ -1,0 +1,106 @@
+"""What an operator reads from a running system: /metrics equal to the known counts after a
+load, /ready that says why a worker would not process an event now, /health apart from it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from signupflow.client import post_signups
+from signupflow.domain.fake import fake_signups
+from signupflow.settings import SERVICES
+from signupflow.topics import PROFILE_INSERT
+from tests.integration.kafka_util import produce
+from tests.integration.system import System
+
+SIGNUPS = 40
+
+
+def get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = resp.read().decode()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read().decode(), exc.code
+    return status, json.loads(body) if body.startswith("{") else body
+
+
+def metrics(system: System, service: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, text = get(system.url(service) + "/metrics")
+    assert status == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_equal_the_known_counts_after_a_load(system: System) -> None:
+    bodies = fake_signups(SIGNUPS, 0.3, seed=61)
+    partners = sum(b["role"] == "PARTNER" for b in bodies)
+    tally = asyncio.run(post_signups(system.url("auth"), [
+        *bodies, bodies[0], {"email": "nope"}, {"email": "x@example.com", "role": "ADMIN"}]))
+    assert len(tally.accepted) == SIGNUPS
+    produce(system.bootstrap, PROFILE_INSERT, [(b"k1", b"{not json"), (b"k2", b"[]")])
+    system.wait_until(lambda: system.profiles() == SIGNUPS, 60, "every profile")
+    system.wait_until(lambda: system.count("batch", "partner_summary") == partners, 60,
+                      "every summary")
+    system.wait_until(lambda: sum(v for (n, _), v in metrics(system, "member").items()
+                                  if n == "signupflow_consumer_lag") == 0, 30,
+                      "member's lag to reach 0")
+
+    auth = metrics(system, "auth")
+    assert value(auth, "signupflow_signups_total", outcome="created") == SIGNUPS
+    assert value(auth, "signupflow_signups_total", outcome="duplicate") == 1
+    assert value(auth, "signupflow_signups_total", outcome="invalid") == 2
+    assert value(auth, "signupflow_outbox_pending") == 0
+    assert value(auth, "signupflow_outbox_oldest_pending_seconds") == 0
+
+    member = metrics(system, "member")
+    assert value(member, "signupflow_events_total", service="member",
+                 outcome="processed") == SIGNUPS
+    assert value(member, "signupflow_events_total", service="member",
+                 outcome="dead_lettered") == 2
+    assert value(member, "signupflow_dead_letters_total", topic=PROFILE_INSERT) == 2
+    assert value(member, "signupflow_batch_seconds_count", service="member") >= 1
+    lags = {dict(labels)["partition"]: v for (n, labels), v in member.items()
+            if n == "signupflow_consumer_lag"}
+    assert sorted(lags) == ["0", "1", "2", "3"] and set(lags.values()) == {0}
+
+    batch = metrics(system, "batch")
+    assert value(batch, "signupflow_events_total", service="batch",
+                 outcome="processed") == partners
+    assert value(batch, "signupflow_table_entries", table="partner-summary") == partners
+
+
+def test_ready_says_why_while_the_broker_is_down_and_health_stays_up(system: System) -> None:
+    for service in SERVICES:
+        assert get(system.url(service) + "/ready") == (200, {"ready": True})
+    system.stop_broker()
+    try:
+        deadline = time.monotonic() + 30
+        answers: dict[str, tuple[int, Any]] = {}
+        while time.monotonic() < deadline:
+            answers = {s: get(system.url(s) + "/ready") for s in SERVICES}
+            if all(status == 503 for status, _ in answers.values()):
+                break
+            time.sleep(0.5)
+        for name, (status, body) in answers.items():
+            assert status == 503, (name, body)
+            assert body["ready"] is False
+            assert any("broker unreachable" in r for r in body["reasons"]), body
+            assert get(system.url(name) + "/health")[0] == 200  # alive, only not ready
+    finally:
+        system.start_broker()
+    system.wait_until(
+        lambda: all(get(system.url(s) + "/ready")[0] == 200 for s in SERVICES), 90,
+        "every worker ready again")
