@@ -294,6 +294,30 @@ def verify(settle: float, no_table: bool) -> None:
 
 
 @main.command()
+@click.argument("who")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def trace(who: str, as_json: bool) -> None:
+    """Show where the signup WHO (a member uuid or an account's email) is, hop by hop.
+
+    Read from the databases and topics themselves (no tracing backend needed). Exits 1 if
+    nothing is known about WHO.
+    """
+    from signupflow.trace import collect, render, resolve, timeline
+
+    s = get_settings()
+    try:
+        uuid = asyncio.run(resolve(s, who))
+        hops = asyncio.run(collect(s, uuid)) if uuid else []
+    except Exception as exc:
+        fail(f"cannot read the system's data: {exc}")
+    if not hops:
+        click.secho(f"unknown signup: {who}", fg="red", err=True)
+        sys.exit(1)
+    rows = timeline(hops)
+    click.echo(json.dumps({"uuid": uuid, "hops": rows}) if as_json else render(str(uuid), rows))
+
+
+@main.command()
 @click.option("--signups", "-n", type=click.IntRange(100, 10_000_000), default=20_000,
               show_default=True, help="Events per throughput phase.")
 @click.option("--rate", type=click.FloatRange(1, 100_000), default=500, show_default=True,

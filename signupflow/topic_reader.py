@@ -5,7 +5,7 @@ Used by ``signupflow dlq show|replay``, the benchmark and the tests.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -34,13 +34,17 @@ async def records_until(
                 remaining.discard(tp)
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord]:
-    """Every record of ``topic`` up to the end offsets at call time, partition by partition."""
+async def read_topic(
+    bootstrap: str, topic: str, partitions: Collection[int] | None = None
+) -> list[ConsumerRecord]:
+    """Every record of ``topic`` (of its ``partitions`` only, if given) up to the end offsets
+    at call time, partition by partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        parts = await topic_partitions(consumer, topic)
+        parts = [tp for tp in await topic_partitions(consumer, topic)
+                 if partitions is None or tp.partition in partitions]
         if not parts:
             return []
         consumer.assign(parts)

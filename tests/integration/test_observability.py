@@ -104,3 +104,47 @@ def test_ready_says_why_while_the_broker_is_down_and_health_stays_up(system: Sys
     system.wait_until(
         lambda: all(get(system.url(s) + "/ready")[0] == 200 for s in SERVICES), 90,
         "every worker ready again")
+
+
+def trace(system: System, who: str) -> tuple[int, dict[str, Any]]:
+    result = system.cli("trace", who, "--json")
+    return result.returncode, json.loads(result.stdout) if result.returncode == 0 else {}
+
+
+def test_trace_shows_every_hop_of_a_user_and_a_partner_and_a_dead_letter(
+    system: System,
+) -> None:
+    bodies = fake_signups(2, 0.0, seed=62) + fake_signups(1, 1.0, seed=63)
+    tally = asyncio.run(post_signups(system.url("auth"), bodies))
+    user, _, partner = (o.body["uuid"] for o in tally.accepted)
+    system.wait_until(lambda: any(h["step"] == "partner summary stored"
+                                  for h in trace(system, partner)[1].get("hops", [])), 60,
+                      "the partner's summary")
+
+    code, by_email = trace(system, bodies[0]["email"].upper())
+    assert code == 0 and by_email["uuid"] == user
+    steps = [h["step"] for h in by_email["hops"]]
+    assert steps == ["accepted", "profile-insert record", "outbox published",
+                     "user profile stored"], steps
+    assert by_email["hops"][0]["delay_ms"] is None
+    assert all(h["delay_ms"] >= 0 for h in by_email["hops"][1:])
+    assert by_email["hops"][1]["detail"].startswith("profile-insert[")
+
+    steps = [h["step"] for h in trace(system, partner)[1]["hops"]]
+    assert steps == ["accepted", "profile-insert record", "outbox published",
+                     "partner profile stored", "partner-created record",
+                     "partner summary stored"], steps
+
+    stranger = "00000000-0000-4000-8000-00000000f00d"
+    produce(system.bootstrap, PROFILE_INSERT, [(stranger.encode(), json.dumps({
+        "uuid": stranger, "role": "ADMIN", "nickname": "mallory", "favorite_styles": [],
+        "occurred_at": "2026-01-01T00:00:00+00:00"}).encode())])
+    system.wait_until(lambda: any(h["step"] == "dead letter"
+                                  for h in trace(system, stranger)[1].get("hops", [])), 30,
+                      "the dead letter in the trace")
+    hops = trace(system, stranger)[1]["hops"]
+    assert [h["step"] for h in hops] == ["profile-insert record", "dead letter"]
+    assert "role must be one of" in hops[1]["detail"]
+
+    unknown = system.cli("trace", "nobody@example.com")
+    assert unknown.returncode == 1 and "unknown signup" in unknown.stderr
