@@ -11,7 +11,9 @@ from functools import partial
 from typing import Any
 
 import faust
+from faust.types import TransportT
 
+from signupflow import transport
 from signupflow.probes import Check, Refresher, broker_reachable, register_probes
 from signupflow.settings import Settings, get_settings
 from signupflow.topics import ensure_topics
@@ -78,6 +80,11 @@ class ServiceApp(faust.App):
         await ensure_topics(s.bootstrap_servers, s.partitions, self.signupflow_topics,
                             compacted=changelogs)
         await super().on_first_start()
+
+    def _new_transport(self) -> TransportT:
+        # Faust's kafka:// transport, with commits that never pass an unprocessed event
+        # (signupflow/transport.py).
+        return transport.Transport(self.conf.broker_consumer, self)
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         """Wait for the events in flight to be acknowledged: for ever on a rebalance, as Faust

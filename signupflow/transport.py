@@ -1,0 +1,101 @@
+"""Faust's ``kafka://`` transport with two fixes that keep a rebalance from losing an event.
+
+Found by the scale-out fault test (a batch worker joining and leaving under load) on
+faust-streaming 0.15.3: ``partner-created[0]@62`` was never processed while the group's
+committed offset moved from 62 to 70 (read back from ``__consumer_offsets``). Two faults in
+Faust's consumer line up for that (upstream: faust-streaming #606, #596; PR #707):
+
+1. **A commit may pass an unacknowledged head.** ``Consumer._new_offset`` withholds a commit
+   only when the acknowledged offsets start *more than one* past the committed offset: with
+   62 committed and 63..69 acknowledged it commits 70, skipping 62 for good.
+   :meth:`Consumer._new_offset` here never commits past an offset that is neither
+   acknowledged nor a gap the fetch loop saw (offsets that do not exist).
+2. **A batch fetched before a seek goes on being handed out after it.** At the end of a
+   rebalance Faust seeks every partition to its committed offset and sets its read offset
+   there; the fetch loop may still be iterating a batch fetched before, and sets the read
+   offset past the seek's after each message it hands on. The messages the seek re-reads then
+   fall below the read offset and are dropped as already seen. Here a seek starts a new epoch:
+   the rest of an older batch is not handed out, and a read offset from an older batch is
+   not recorded.
+
+With (1) alone a dropped message would stall the partition's commits instead of being lost;
+(2) keeps it from being dropped. docs/decisions/rebalance-offsets.md has the details.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from faust.transport.drivers import aiokafka
+from faust.types import TP, Message
+
+
+class ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's read offsets, refusing the write-back of a message fetched before a seek."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        super().__init__(lambda: None)
+        self.consumer = consumer
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        if self.consumer.is_stale(tp, offset):
+            return
+        super().__setitem__(tp, offset)
+
+
+class Consumer(aiokafka.Consumer):
+    """aiokafka consumer whose commits never pass an unprocessed event."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epoch = 0  # incremented by every seek
+        self._handing: tuple[TP, int, int] | None = None  # (tp, offset, epoch) handed out last
+        self._read_offset = ReadOffsets(self)
+
+    # --- 1. never commit past an unacknowledged head --------------------------------------
+    def _new_offset(self, tp: TP) -> int | None:
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if acked and committed is not None:
+            lowest = min(acked)
+            gaps = self._gap[tp]
+            if gaps:
+                lowest = min(lowest, min(interval.begin for interval in gaps))
+            if lowest > committed:  # the event at ``committed`` is not processed yet
+                return None
+        offset: int | None = super()._new_offset(tp)
+        return offset
+
+    # --- 2. nothing fetched before a seek is handed out after it --------------------------
+    async def perform_seek(self) -> None:
+        self._epoch += 1
+        await super().perform_seek()
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self._epoch += 1
+        await super().seek(partition, offset)
+
+    async def getmany(
+        self, timeout: float  # noqa: ASYNC109 - Faust's signature
+    ) -> AsyncIterator[tuple[TP, Message]]:
+        epoch = self._epoch
+        async for tp, message in super().getmany(timeout):
+            if self._epoch != epoch:
+                return  # a seek came in between: it reads these again from its position
+            self._handing = (tp, message.offset, epoch)
+            yield tp, message
+
+    def is_stale(self, tp: TP, offset: int | None) -> bool:
+        """Whether setting ``tp``'s read offset to ``offset`` is the fetch loop recording a
+        message it was handed before the latest seek."""
+        handing = self._handing
+        return (handing is not None and handing[0] == tp and handing[1] == offset
+                and handing[2] != self._epoch)
+
+
+class Transport(aiokafka.Transport):
+    """The ``kafka://`` transport, with :class:`Consumer`."""
+
+    Consumer = Consumer

@@ -1,0 +1,94 @@
+"""The consumer's offsets across a seek (rebalance): no event is ever committed unprocessed.
+
+Reproduces, without a broker, the states that lost ``partner-created[0]@62`` in the scale-out
+fault test on stock faust-streaming 0.15.3 (signupflow/transport.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka
+from faust.types import TP
+
+from signupflow.streams import batch
+from signupflow.transport import Consumer
+
+TP0 = TP("partner-created", 0)
+
+
+@pytest.fixture
+async def consumer() -> AsyncIterator[Consumer]:
+    """The batch worker's own consumer (one app per process, as in a worker), TP0 reset."""
+    consumer = batch.app.consumer
+    assert isinstance(consumer, Consumer)
+    for offsets in (consumer._acked, consumer._acked_index, consumer._gap,
+                    consumer._committed_offset, consumer._read_offset):
+        offsets.pop(TP0, None)
+    yield consumer
+
+
+def state(consumer: Consumer, committed: int | None, acked: list[int]) -> None:
+    consumer._committed_offset[TP0] = committed
+    consumer._acked[TP0] = list(acked)
+    consumer._acked_index[TP0] = set(acked)
+
+
+async def test_stock_faust_commits_past_an_unprocessed_head(consumer: Consumer) -> None:
+    """The upstream fault (#606), kept as evidence: 62 is not acknowledged, Faust commits 70."""
+    state(consumer, 62, list(range(63, 70)))
+    assert aiokafka.Consumer._new_offset(consumer, TP0) == 70
+
+
+async def test_no_commit_past_an_unprocessed_head(consumer: Consumer) -> None:
+    state(consumer, 62, list(range(63, 70)))
+    assert consumer._new_offset(TP0) is None
+    consumer._acked[TP0].append(62)  # 62 is processed at last
+    assert consumer._new_offset(TP0) == 70
+
+
+async def test_contiguous_acknowledgements_commit_as_before(consumer: Consumer) -> None:
+    state(consumer, 62, list(range(62, 70)))
+    assert consumer._new_offset(TP0) == 70
+    state(consumer, 62, [62, 63, 65])
+    assert consumer._new_offset(TP0) == 64
+
+
+async def test_offsets_that_do_not_exist_do_not_block_the_commit(consumer: Consumer) -> None:
+    """A gap the fetch loop saw (e.g. compacted away) counts as processed, as in Faust."""
+    state(consumer, 62, [64, 65])
+    consumer._gap[TP0].addi(62, 64)
+    assert consumer._new_offset(TP0) == 66
+
+
+async def test_a_batch_fetched_before_a_seek_is_not_handed_out_after_it(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the epochs the loop hands out 64 after the seek and records read offset 64, so
+    the re-read 62 and 63 fall below it and are dropped as already seen."""
+    fetched = [SimpleNamespace(offset=o) for o in (62, 63, 64, 65)]
+
+    async def stock_getmany(
+        self: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
+    ) -> AsyncIterator[tuple[TP, Any]]:
+        for message in fetched:
+            yield TP0, message
+
+    async def committed(self: Any) -> Mapping[TP, int]:
+        return {TP0: 62}
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", stock_getmany)
+    monkeypatch.setattr(aiokafka.Consumer, "seek_to_committed", committed)
+    handed: list[int] = []
+    async for tp, message in consumer.getmany(timeout=1.0):
+        handed.append(message.offset)
+        if message.offset == 63:
+            await consumer.perform_seek()  # a rebalance ends while 63 is being handed on
+        consumer._read_offset[tp] = message.offset  # what the fetch loop does next
+    assert handed == [62, 63]  # nothing more of the old batch
+    assert consumer._read_offset[TP0] == 62  # the seek's position stands: 62 is read again
+    assert consumer._committed_offset[TP0] == 62
