@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from faust.types import TransportT
 
-from signupflow import transport
+from signupflow import tracing, transport
 from signupflow.probes import Check, Refresher, broker_reachable, register_probes
 from signupflow.settings import Settings, get_settings
 from signupflow.topics import ensure_topics
@@ -163,4 +163,10 @@ def create_app(
     app.ready_checks = [partial(broker_reachable, s.bootstrap_servers)]
     app.metric_refreshers = []
     register_probes(app)
+    tracing.setup(service)
+
+    async def flush_traces(_app: Any, *_: Any, signal: Any, **__: Any) -> None:
+        tracing.shutdown()
+
+    app.on_before_shutdown.connect(flush_traces, weak=False)  # type: ignore[arg-type]
     return app

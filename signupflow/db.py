@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Connection, MetaData, Table, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
@@ -60,9 +60,21 @@ async def ping(engine: AsyncEngine, write: bool = True) -> bool:
 
 
 async def create_schema(engine: AsyncEngine, service: str) -> None:
-    """Create the service's own tables (idempotent)."""
+    """Create the service's own tables, and add the nullable columns a newer version brought
+    to tables an older one created (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(SCHEMAS[service].create_all)
+        await conn.run_sync(_add_new_columns, SCHEMAS[service])
+
+
+def _add_new_columns(conn: Connection, metadata: MetaData) -> None:
+    found = inspect(conn)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _insert(table: Table, dialect: str) -> postgresql.Insert | sqlite.Insert:

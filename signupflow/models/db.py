@@ -50,6 +50,8 @@ class OutboxEvent(AuthTable, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime
     published_at: datetime | None = Field(default=None, index=True)
+    #: W3C trace context of the request that wrote the row: the relay's publish continues it.
+    traceparent: str | None = Field(default=None, max_length=55)
 
 
 class Profile(MemberTable):

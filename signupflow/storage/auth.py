@@ -26,10 +26,12 @@ class PendingEvent:
     topic: str
     key: bytes
     payload: bytes
+    traceparent: str | None = None
 
 
 async def register(
-    engine: AsyncEngine, signup: Signup, password_hash: str, event: ProfileInsert, now: datetime
+    engine: AsyncEngine, signup: Signup, password_hash: str, event: ProfileInsert, now: datetime,
+    traceparent: str | None = None,
 ) -> None:
     """Store the account and its ``profile-insert`` event in one transaction (the outbox).
 
@@ -41,7 +43,7 @@ async def register(
         "gender": signup.gender, "role": signup.role, "created_at": now,
     }
     outbox = {"topic": PROFILE_INSERT, "key": event.uuid, "payload": event.dumps(),
-              "created_at": now, "published_at": None}
+              "created_at": now, "published_at": None, "traceparent": traceparent}
     with translated():
         async with engine.begin() as conn:
             try:
@@ -65,7 +67,8 @@ async def publish_pending(
     publish different rows instead of the same ones twice. (SQLite has no row locks and
     ignores the clause; there each auth worker has its own database file.)
     """
-    query = (select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.payload)
+    query = (select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.payload,
+                    OUTBOX.c.traceparent)
              .where(OUTBOX.c.published_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
              .with_for_update(skip_locked=True))
     with translated():
@@ -73,7 +76,8 @@ async def publish_pending(
             rows = (await conn.execute(query)).all()
             if not rows:
                 return 0
-            await publish([PendingEvent(r.id, r.topic, r.key.encode(), r.payload) for r in rows])
+            await publish([PendingEvent(r.id, r.topic, r.key.encode(), r.payload, r.traceparent)
+                           for r in rows])
             await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_([r.id for r in rows]))
                                .values(published_at=datetime.now(UTC)))
     return len(rows)

@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 import orjson
 from aiokafka import AIOKafkaProducer
 from faust.web import Request, Response, View
+from opentelemetry.trace import Span, SpanKind
 
+from signupflow import tracing
 from signupflow.app import create_app
 from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
@@ -71,6 +73,14 @@ class SignupView(View):
         return response
 
     async def create(self, request: Request) -> Response:
+        parent = tracing.context_of(request.headers.get(tracing.HEADER))
+        with tracing.tracer.start_as_current_span("auth signup", context=parent,
+                                                  kind=SpanKind.SERVER) as span:
+            response = await self.store(request, span)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    async def store(self, request: Request, span: Span) -> Response:
         body = await request.read()
         if len(body) > MAX_BODY_BYTES:
             return error(self, 413, f"body is over {MAX_BODY_BYTES} bytes")
@@ -88,8 +98,10 @@ class SignupView(View):
             None, hash_password, signup.password, settings.scrypt_n)
         now = datetime.now(UTC)
         event = profile_event(signup, str(uuid.uuid4()), now)
+        span.set_attribute(tracing.MEMBER_UUID, event.uuid)
         try:
-            await register(engine, signup, password_hash, event, now)
+            await register(engine, signup, password_hash, event, now,
+                           tracing.traceparent(span) if tracing.enabled else None)
         except EmailTaken:
             return error(self, 409, "email is already registered", field="email")
         relay_wakeup.set()
@@ -100,8 +112,20 @@ async def relay_once(producer: AIOKafkaProducer) -> int:
     """Publish one batch of pending outbox rows; returns how many were published."""
 
     async def publish(pending: list[PendingEvent]) -> None:
-        futures = [await producer.send(row.topic, row.payload, key=row.key) for row in pending]
-        await asyncio.gather(*futures)
+        spans = [tracing.tracer.start_span(
+            "auth relay publish", context=tracing.context_of(row.traceparent),
+            kind=SpanKind.PRODUCER, attributes=tracing.messaging(row.topic, row.key))
+            for row in pending] if tracing.enabled else []
+        futures = [await producer.send(row.topic, row.payload, key=row.key,
+                                       headers=tracing.kafka_headers(spans[i] if spans else None))
+                   for i, row in enumerate(pending)]
+        try:
+            for span, record in zip(spans, await asyncio.gather(*futures), strict=False):
+                span.set_attribute("messaging.destination.partition.id", str(record.partition))
+                span.set_attribute("messaging.kafka.offset", record.offset)
+        finally:
+            for span in spans:
+                span.end()
 
     return await publish_pending(await resources.engine(), RELAY_BATCH, publish)
 

@@ -25,6 +25,7 @@ from signupflow.models.events import PartnerSummary
 from signupflow.settings import get_settings
 from signupflow.storage.batch import save_summaries
 from signupflow.streams.common import (
+    BatchTrace,
     DeadLetters,
     Decoded,
     RawEvent,
@@ -64,6 +65,7 @@ app.metric_refreshers.append(table_entries)
 async def handle(events: Sequence[RawEvent]) -> list[PartnerSummary]:
     """Process one batch of raw partner-created events; returns the summaries changed."""
     engine = await resources.engine()
+    traced = BatchTrace(STAGE, events)
     decoded = decode_events(events, decode_partner_created, settings.max_event_bytes, STAGE)
     now = datetime.now(UTC)
     latest: dict[str, tuple[PartnerSummary, RawEvent]] = {}  # one summary per partner per batch
@@ -83,15 +85,17 @@ async def handle(events: Sequence[RawEvent]) -> list[PartnerSummary]:
     for summary, raw in latest.values():
         changed.records.append(summary)
         changed.events.append(raw)
-    refused = await write_isolating(changed.records, partial(save_summaries, engine),
-                                    partial(ping, engine), STAGE)
+    with traced.write():
+        refused = await write_isolating(changed.records, partial(save_summaries, engine),
+                                        partial(ping, engine), STAGE)
     written = changed.refuse(refused, STAGE)
-    await until_done(f"{STAGE} dead letters",
-                     partial(dead_letters.send, decoded.dead + changed.dead))
+    letters = decoded.dead + changed.dead
+    await until_done(f"{STAGE} dead letters", partial(dead_letters.send, letters))
     await until_done(f"{STAGE} changelog", partial(
-        update_table, [(s, latest[s.partner_id][1].message.partition) for s in written]))
-    count_batch(STAGE, len(events), len(decoded.dead) + len(changed.dead))
-    return written
+        update_table, [(s, raw.message.partition) for s, raw in written]))
+    traced.end(letters)
+    count_batch(STAGE, len(events), len(letters))
+    return [s for s, _ in written]
 
 
 async def update_table(summaries: Sequence[tuple[PartnerSummary, int]]) -> None:

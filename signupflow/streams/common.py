@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar, cast
 
 import faust
@@ -19,6 +20,7 @@ from faust.streams import Stream
 from faust.types import EventT, StreamT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from signupflow import tracing
 from signupflow.app import ServiceApp
 from signupflow.db import create_schema, make_engine, ping
 from signupflow.dlq import DeadLetter, dead_letter
@@ -126,11 +128,41 @@ class Decoded(Generic[R]):
         self.events: list[RawEvent] = []
         self.dead: list[DeadLetter] = []
 
-    def refuse(self, refused: Mapping[int, str], stage: str) -> list[R]:
-        """Move the records refused (index -> reason) to the dead letters; returns the rest."""
+    def refuse(self, refused: Mapping[int, str], stage: str) -> list[tuple[R, RawEvent]]:
+        """Move the records refused (index -> reason) to the dead letters; returns the rest,
+        each with its event."""
         for i, reason in sorted(refused.items()):
             self.dead.append(letter_for(self.events[i], reason, stage))
-        return [r for i, r in enumerate(self.records) if i not in refused]
+        return [(r, e) for i, (r, e) in enumerate(zip(self.records, self.events, strict=True))
+                if i not in refused]
+
+
+class BatchTrace:
+    """The spans of one batch: a ``<stage> process`` span per event continuing its trace, a
+    ``<stage> write`` span linked to them. Nothing at all while tracing is off."""
+
+    def __init__(self, stage: str, events: Sequence[RawEvent]):
+        self.stage = stage
+        self.spans = tracing.consume_spans(stage, [e.message for e in events]) \
+            if tracing.enabled else []
+        self.index = {(e.message.partition, e.message.offset): i
+                      for i, e in enumerate(events)} if self.spans else {}
+
+    def headers_for(self, event: RawEvent) -> list[tuple[str, bytes]] | None:
+        """Headers that carry ``event``'s trace on to the record it causes."""
+        if not self.spans:
+            return None
+        return tracing.kafka_headers(
+            self.spans[self.index[(event.message.partition, event.message.offset)]])
+
+    def write(self) -> AbstractContextManager[None]:
+        return tracing.write_span(self.stage, self.spans)
+
+    def end(self, letters: Sequence[DeadLetter]) -> None:
+        failed = {i: letter.error for letter in letters
+                  if (i := self.index.get((letter.source_partition, letter.source_offset)))
+                  is not None}
+        tracing.end_spans(self.spans, failed)
 
 
 def decode_events(

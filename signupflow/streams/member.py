@@ -22,6 +22,7 @@ from signupflow.models.events import PartnerCreated, ProfileInsert
 from signupflow.settings import get_settings
 from signupflow.storage.member import save_profiles
 from signupflow.streams.common import (
+    BatchTrace,
     DeadLetters,
     RawEvent,
     RawStream,
@@ -44,7 +45,9 @@ resources = service_resources(app, STAGE, settings)
 consuming(app, PROFILE_INSERT)
 
 
-async def publish_partners(events: Sequence[PartnerCreated]) -> None:
+async def publish_partners(
+    events: Sequence[tuple[PartnerCreated, list[tuple[str, bytes]] | None]],
+) -> None:
     """Publish and wait for the broker's acknowledgement (before the offsets are committed).
 
     Straight through the app's producer: ``Topic.send`` adds a task and a FutureMessage per
@@ -52,7 +55,7 @@ async def publish_partners(events: Sequence[PartnerCreated]) -> None:
     """
     producer = app.producer
     futures = [await producer.send(PARTNER_CREATED, e.partner_id.encode(), e.dumps(),
-                                   None, None, None) for e in events]
+                                   None, None, headers) for e, headers in events]
     await asyncio.gather(*futures)
 
 
@@ -61,15 +64,19 @@ async def handle(events: Sequence[RawEvent]) -> list[ProfileInsert]:
     stored already: a redelivered partner is published again, in case the first publish was
     lost in a crash)."""
     engine = await resources.engine()
+    traced = BatchTrace(STAGE, events)
     decoded = decode_events(events, decode_profile_insert, settings.max_event_bytes, STAGE)
-    refused = await write_isolating(decoded.records, partial(save_profiles, engine),
-                                    partial(ping, engine), STAGE)
+    with traced.write():
+        refused = await write_isolating(decoded.records, partial(save_profiles, engine),
+                                        partial(ping, engine), STAGE)
     written = decoded.refuse(refused, STAGE)
     await until_done(f"{STAGE} dead letters", partial(dead_letters.send, decoded.dead))
-    partners = [e for p in written if (e := partner_created(p)) is not None]
+    partners = [(e, traced.headers_for(raw)) for p, raw in written
+                if (e := partner_created(p)) is not None]
     await until_done(f"{STAGE} publish partner-created", partial(publish_partners, partners))
+    traced.end(decoded.dead)
     count_batch(STAGE, len(events), len(decoded.dead))
-    return written
+    return [p for p, _ in written]
 
 
 @app.agent(profile_inserts)
