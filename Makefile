@@ -39,12 +39,14 @@ test-packages:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing"
 
 # The kill-combination chaos tests, SOAK_RUNS times in a row; each run's output is kept in
-# $(SOAK_LOG)/run-N.log. Exits 1 if any run failed. (`make test` runs each scenario once.)
+# $(SOAK_LOG)/run-N.log, and a failed run's databases, logs and broker in $(SOAK_LOG)/tmp-N.
+# Exits 1 if any run failed. (`make test` runs each scenario once.)
 soak: $(BIN)/.installed test-packages
 	@mkdir -p $(SOAK_LOG); failed=0; \
 	for i in $$(seq $(SOAK_RUNS)); do \
-		if $(BIN)/pytest -q $(SOAK_TESTS) > $(SOAK_LOG)/run-$$i.log 2>&1; \
-		then echo "run $$i: passed"; \
+		if $(BIN)/pytest -q --basetemp=$(SOAK_LOG)/tmp-$$i $(SOAK_TESTS) \
+			> $(SOAK_LOG)/run-$$i.log 2>&1; \
+		then echo "run $$i: passed"; rm -rf $(SOAK_LOG)/tmp-$$i; \
 		else failed=$$((failed + 1)); echo "run $$i: FAILED (see $(SOAK_LOG)/run-$$i.log)"; fi; \
 	done; \
 	echo "soak: $(SOAK_RUNS) runs, $$failed failed"; [ $$failed -eq 0 ]

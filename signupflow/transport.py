@@ -25,9 +25,10 @@ With (1) alone a dropped message would stall the partition's commits instead of 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
 
@@ -50,7 +51,7 @@ class Consumer(aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._epoch = 0  # incremented by every seek
+        self._epochs: defaultdict[TP, int] = defaultdict(int)  # seeks of each partition
         self._handing: tuple[TP, int, int] | None = None  # (tp, offset, epoch) handed out last
         self._read_offset = ReadOffsets(self)
 
@@ -69,30 +70,34 @@ class Consumer(aiokafka.Consumer):
         return offset
 
     # --- 2. nothing fetched before a seek is handed out after it --------------------------
-    async def perform_seek(self) -> None:
-        self._epoch += 1
-        await super().perform_seek()
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """``perform_seek``'s seek: every partition it moves starts a new epoch."""
+        committed: Mapping[TP, int] = await super().seek_to_committed()
+        for tp in committed:
+            self._epochs[ensure_TP(tp)] += 1
+        return committed
 
     async def seek(self, partition: TP, offset: int) -> None:
-        self._epoch += 1
+        self._epochs[ensure_TP(partition)] += 1
         await super().seek(partition, offset)
 
     async def getmany(
         self, timeout: float  # noqa: ASYNC109 - Faust's signature
     ) -> AsyncIterator[tuple[TP, Message]]:
-        epoch = self._epoch
+        fetched = dict(self._epochs)  # the epoch of each partition when this batch was fetched
         async for tp, message in super().getmany(timeout):
-            if self._epoch != epoch:
-                return  # a seek came in between: it reads these again from its position
+            epoch = fetched.get(tp, 0)
+            if self._epochs.get(tp, 0) != epoch:
+                continue  # this partition was sought since: the seek reads it again
             self._handing = (tp, message.offset, epoch)
             yield tp, message
 
     def is_stale(self, tp: TP, offset: int | None) -> bool:
         """Whether setting ``tp``'s read offset to ``offset`` is the fetch loop recording a
-        message it was handed before the latest seek."""
+        message it was handed before that partition's latest seek."""
         handing = self._handing
         return (handing is not None and handing[0] == tp and handing[1] == offset
-                and handing[2] != self._epoch)
+                and handing[2] != self._epochs.get(tp, 0))
 
 
 class Transport(aiokafka.Transport):

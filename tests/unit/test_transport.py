@@ -27,7 +27,7 @@ async def consumer() -> AsyncIterator[Consumer]:
     consumer = batch.app.consumer
     assert isinstance(consumer, Consumer)
     for offsets in (consumer._acked, consumer._acked_index, consumer._gap,
-                    consumer._committed_offset, consumer._read_offset):
+                    consumer._committed_offset, consumer._read_offset, consumer._epochs):
         offsets.pop(TP0, None)
     yield consumer
 
@@ -92,3 +92,32 @@ async def test_a_batch_fetched_before_a_seek_is_not_handed_out_after_it(
     assert handed == [62, 63]  # nothing more of the old batch
     assert consumer._read_offset[TP0] == 62  # the seek's position stands: 62 is read again
     assert consumer._committed_offset[TP0] == 62
+
+
+async def test_a_seek_of_another_partition_drops_nothing(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Table recovery seeks changelog partitions only: a source partition's fetched messages,
+    whose position did not move, must all be handed out (or they are never read again)."""
+    changelog = TP("signupflow-batch-partner-summary-changelog", 0)
+    fetched = [(TP0, SimpleNamespace(offset=o)) for o in (62, 63, 64)]
+
+    async def stock_getmany(
+        self: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
+    ) -> AsyncIterator[tuple[TP, Any]]:
+        for item in fetched:
+            yield item
+
+    async def stock_seek(self: Any, partition: TP, offset: int) -> None:
+        return None
+
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", stock_getmany)
+    monkeypatch.setattr(aiokafka.Consumer, "seek", stock_seek)
+    handed = []
+    async for tp, message in consumer.getmany(timeout=1.0):
+        handed.append(message.offset)
+        if message.offset == 62:
+            await consumer.seek(changelog, 0)
+        consumer._read_offset[tp] = message.offset
+    assert handed == [62, 63, 64]
+    assert consumer._read_offset[TP0] == 64
