@@ -314,19 +314,21 @@ def start_env(root: Path, partitions: int) -> Env:
     return Env(root, status.bootstrap, env, partitions)
 
 
-def start_workers(env: Env) -> dict[str, subprocess.Popen[bytes]]:
+def start_workers(env: Env, services: Sequence[str] = SERVICES,
+                  **extra: str) -> dict[str, subprocess.Popen[bytes]]:
     procs: dict[str, subprocess.Popen[bytes]] = {
-        s: start_worker(s, env.root / "log" / f"{s}.log", env.env, "warn") for s in SERVICES}
+        s: start_worker(s, env.root / "log" / f"{s}.log", {**env.env, **extra}, "warn")
+        for s in services}
     for s, proc in procs.items():
         wait_http(f"http://127.0.0.1:{env.env[f'SIGNUPFLOW_{s.upper()}_WEB_PORT']}/", 90, proc)
     return procs
 
 
-async def warm_up(env: Env) -> None:
+async def warm_up(env: Env, seed: int = 99) -> None:
     """One partner event end to end: the consumer groups have joined and the DBs exist."""
-    events = make_events(1, partner_ratio=1.0, seed=99)
-    await produce(env.bootstrap, PROFILE_INSERT, events)
-    await wait_for(lambda: profiles(env) >= 1 and summaries(env) >= 1, 120, "warm-up")
+    base_p, base_s = profiles(env), summaries(env)
+    await produce(env.bootstrap, PROFILE_INSERT, make_events(1, partner_ratio=1.0, seed=seed))
+    await wait_for(lambda: profiles(env) > base_p and summaries(env) > base_s, 120, "warm-up")
 
 
 async def run(signups: int, rate: float, http_signups: int, concurrency: int, partitions: int,
@@ -341,6 +343,7 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
                                     PROFILE_INSERT, PARTNER_CREATED))])
             # built up front, so that no phase's clock (or CPU) includes building the next's
             events, pipeline_events = make_events(signups), make_events(signups, seed=2)
+            traced_events = make_events(signups, seed=4)
             lat_events = make_events(max(50, min(signups, int(rate * 10))), seed=3)
             results: dict[str, Any] = {"signups": signups, "partitions": partitions}
             progress("ceiling (raw aiokafka produce + consume)")
@@ -356,6 +359,17 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
             results.update(await latency(env, lat_events, rate))
             progress(f"http ({http_signups} signups, {concurrency} clients)")
             results.update(await http(env, http_signups, concurrency))
+            progress("pipeline again, tracing on (SIGNUPFLOW_TRACE_FILE)")
+            settled = 1 + len(pipeline_events) + len(lat_events) + http_signups
+            await wait_for(lambda: profiles(env) >= settled, 120, "the http signups")
+            for service in ("member", "batch"):
+                stop_process(procs.pop(service))
+            procs.update(await asyncio.to_thread(
+                start_workers, env, ("member", "batch"),
+                SIGNUPFLOW_TRACE_FILE=str(root / "spans.jsonl")))
+            await warm_up(env, seed=98)
+            traced = await pipeline(env, traced_events)
+            results["pipeline_traced_signups_per_s"] = traced["pipeline_signups_per_s"]
         finally:
             env.close()
             for proc in procs.values():
@@ -369,6 +383,8 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
         "ceiling_msgs_per_s"]
     results["pipeline_vs_ceiling"] = results["pipeline_signups_per_s"] / results[
         "ceiling_msgs_per_s"]
+    results["tracing_on_vs_off"] = results["pipeline_traced_signups_per_s"] / results[
+        "pipeline_signups_per_s"]
     results["machine"] = machine()
     return results
 
@@ -387,6 +403,8 @@ def render(r: dict[str, Any]) -> str:
         f"{r['pipeline_vs_ceiling']:.2f} x ceiling",
         f"            of which the member stage   {r['pipeline_member_signups_per_s']:>9,.0f} "
         f"signups/s   = {r['member_vs_baseline']:.2f} x baseline",
+        f"            with tracing on             {r['pipeline_traced_signups_per_s']:>9,.0f} "
+        f"signups/s   = {r['tracing_on_vs_off']:.2f} x tracing off",
         f"  http      POST /signup                  {r['http_signups_per_s']:>9,.0f} "
         f"signups/s   ({r['http_concurrency']} clients, scrypt-bound)",
         f"  latency at {r['latency_rate_per_s']:.0f}/s  accepted -> profile  "

@@ -9,7 +9,7 @@ import sys
 
 KEYS = {"ceiling_msgs_per_s", "baseline_signups_per_s", "pipeline_signups_per_s",
         "http_signups_per_s", "pipeline_vs_baseline", "latency_ms_p50", "latency_ms_p95",
-        "latency_ms_p99", "machine"}
+        "latency_ms_p99", "pipeline_traced_signups_per_s", "tracing_on_vs_off", "machine"}
 
 
 def test_bench_prints_every_figure_as_json() -> None:
