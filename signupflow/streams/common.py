@@ -97,9 +97,11 @@ def consuming(app: ServiceApp, topic: str) -> None:
     async def consumer_lag() -> None:
         nonlocal reader
         if reader is None:  # not in the group (never subscribes): it only reads its offsets
-            reader = AIOKafkaConsumer(bootstrap_servers=app.signupflow_settings.bootstrap_servers,
-                                      group_id=app.conf.id, enable_auto_commit=False)
-            await reader.start()
+            candidate = AIOKafkaConsumer(
+                bootstrap_servers=app.signupflow_settings.bootstrap_servers,
+                group_id=app.conf.id, enable_auto_commit=False)
+            await candidate.start()
+            reader = candidate
         parts = await topic_partitions(reader, topic)
         end = await reader.end_offsets(parts)
         for tp in parts:
