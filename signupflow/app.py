@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import threading
@@ -18,7 +17,6 @@ from signupflow.probes import Check, Refresher, broker_reachable, register_probe
 from signupflow.settings import Settings, get_settings
 from signupflow.topics import ensure_topics
 
-log = logging.getLogger(__name__)
 #: How often a worker refreshes the cluster's metadata, at the latest (ms).
 METADATA_MAX_AGE_MS = 10_000
 #: Exit status of a worker that the shutdown watchdog ended.
@@ -51,9 +49,10 @@ class Worker(faust.Worker):
 
 
 def _hard_exit(signal_name: str, timeout: float) -> None:
-    log.error("still stopping %.0fs after %s (SIGNUPFLOW_SHUTDOWN_TIMEOUT): exiting now; "
-              "events in flight are processed again after the restart", timeout, signal_name)
-    logging.shutdown()
+    # Straight to stderr (the worker's log): a wedged loop may hold the logging locks.
+    os.write(2, (f"[ERROR] still stopping {timeout:.0f}s after {signal_name} "
+                 "(SIGNUPFLOW_SHUTDOWN_TIMEOUT): exiting now; events in flight are processed "
+                 "again after the restart\n").encode())
     os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
 
