@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from faust.transport.consumer import ensure_TP
+from faust.transport.consumer import RecordMap, ensure_TP
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
 
@@ -52,6 +52,7 @@ class Consumer(aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._epochs: defaultdict[TP, int] = defaultdict(int)  # seeks of each partition
+        self._fetched: dict[TP, int] = {}  # the epochs when the last batch was fetched
         self._handing: tuple[TP, int, int] | None = None  # (tp, offset, epoch) handed out last
         self._read_offset = ReadOffsets(self)
 
@@ -81,12 +82,21 @@ class Consumer(aiokafka.Consumer):
         self._epochs[ensure_TP(partition)] += 1
         await super().seek(partition, offset)
 
+    async def _getmany(
+        self, active_partitions: set[TP] | None, timeout: float  # noqa: ASYNC109 - Faust's
+    ) -> RecordMap:
+        records: RecordMap = await super()._getmany(active_partitions, timeout)
+        # The positions these records were read at hold until the next seek. (The fetch may
+        # have waited for flow to resume, through the very seek that ends a rebalance: an
+        # epoch taken before it would make every fresh record look stale.)
+        self._fetched = dict(self._epochs)
+        return records
+
     async def getmany(
         self, timeout: float  # noqa: ASYNC109 - Faust's signature
     ) -> AsyncIterator[tuple[TP, Message]]:
-        fetched = dict(self._epochs)  # the epoch of each partition when this batch was fetched
         async for tp, message in super().getmany(timeout):
-            epoch = fetched.get(tp, 0)
+            epoch = self._fetched.get(tp, 0)
             if self._epochs.get(tp, 0) != epoch:
                 continue  # this partition was sought since: the seek reads it again
             self._handing = (tp, message.offset, epoch)

@@ -32,6 +32,29 @@ async def consumer() -> AsyncIterator[Consumer]:
     yield consumer
 
 
+def fetch_like_faust(monkeypatch: pytest.MonkeyPatch, fetched: list[tuple[TP, Any]],
+                     during_fetch: Any = None) -> None:
+    """Faust's ``getmany`` in short: fetch (``_getmany``, which may wait through a rebalance's
+    seek: ``during_fetch``), then hand out the records one by one."""
+
+    async def driver_getmany(
+        self: Any, active: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
+    ) -> dict[TP, Any]:
+        if during_fetch is not None:
+            await during_fetch()
+        return {}
+
+    async def stock_getmany(
+        self: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
+    ) -> AsyncIterator[tuple[TP, Any]]:
+        await self._getmany(None, timeout)
+        for item in fetched:
+            yield item
+
+    monkeypatch.setattr(aiokafka.Consumer, "_getmany", driver_getmany)
+    monkeypatch.setattr(faust_consumer.Consumer, "getmany", stock_getmany)
+
+
 def state(consumer: Consumer, committed: int | None, acked: list[int]) -> None:
     consumer._committed_offset[TP0] = committed
     consumer._acked[TP0] = list(acked)
@@ -72,16 +95,10 @@ async def test_a_batch_fetched_before_a_seek_is_not_handed_out_after_it(
     the re-read 62 and 63 fall below it and are dropped as already seen."""
     fetched = [SimpleNamespace(offset=o) for o in (62, 63, 64, 65)]
 
-    async def stock_getmany(
-        self: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
-    ) -> AsyncIterator[tuple[TP, Any]]:
-        for message in fetched:
-            yield TP0, message
-
     async def committed(self: Any) -> Mapping[TP, int]:
         return {TP0: 62}
 
-    monkeypatch.setattr(faust_consumer.Consumer, "getmany", stock_getmany)
+    fetch_like_faust(monkeypatch, [(TP0, m) for m in fetched])
     monkeypatch.setattr(aiokafka.Consumer, "seek_to_committed", committed)
     handed: list[int] = []
     async for tp, message in consumer.getmany(timeout=1.0):
@@ -102,16 +119,10 @@ async def test_a_seek_of_another_partition_drops_nothing(
     changelog = TP("signupflow-batch-partner-summary-changelog", 0)
     fetched = [(TP0, SimpleNamespace(offset=o)) for o in (62, 63, 64)]
 
-    async def stock_getmany(
-        self: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
-    ) -> AsyncIterator[tuple[TP, Any]]:
-        for item in fetched:
-            yield item
-
     async def stock_seek(self: Any, partition: TP, offset: int) -> None:
         return None
 
-    monkeypatch.setattr(faust_consumer.Consumer, "getmany", stock_getmany)
+    fetch_like_faust(monkeypatch, fetched)
     monkeypatch.setattr(aiokafka.Consumer, "seek", stock_seek)
     handed = []
     async for tp, message in consumer.getmany(timeout=1.0):
@@ -121,3 +132,20 @@ async def test_a_seek_of_another_partition_drops_nothing(
         consumer._read_offset[tp] = message.offset
     assert handed == [62, 63, 64]
     assert consumer._read_offset[TP0] == 64
+
+
+async def test_records_fetched_after_the_seek_they_waited_for_are_all_handed_out(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetch waits for flow to resume, and the rebalance's seek happens in that wait: the
+    records it then returns are read from the new position and must all be handed out (an
+    epoch taken before the wait stalled a batch worker for good in a chaos run)."""
+
+    async def committed(self: Any) -> Mapping[TP, int]:
+        return {TP0: 62}
+
+    monkeypatch.setattr(aiokafka.Consumer, "seek_to_committed", committed)
+    fetch_like_faust(monkeypatch, [(TP0, SimpleNamespace(offset=o)) for o in (62, 63)],
+                     during_fetch=consumer.perform_seek)
+    handed = [message.offset async for _, message in consumer.getmany(timeout=1.0)]
+    assert handed == [62, 63]
