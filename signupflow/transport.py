@@ -45,6 +45,10 @@ class ReadOffsets(defaultdict[TP, int | None]):
             return
         super().__setitem__(tp, offset)
 
+    def seek_to(self, tp: TP, offset: int | None) -> None:
+        """A seek's own write: never stale."""
+        super().__setitem__(tp, offset)
+
 
 class Consumer(aiokafka.Consumer):
     """aiokafka consumer whose commits never pass an unprocessed event."""
@@ -54,21 +58,29 @@ class Consumer(aiokafka.Consumer):
         self._epochs: defaultdict[TP, int] = defaultdict(int)  # seeks of each partition
         self._fetched: dict[TP, int] = {}  # the epochs when the last batch was fetched
         self._handing: tuple[TP, int, int] | None = None  # (tp, offset, epoch) handed out last
-        self._read_offset = ReadOffsets(self)
+        self._read_offset: ReadOffsets = ReadOffsets(self)
 
     # --- 1. never commit past an unacknowledged head --------------------------------------
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
         if acked and committed is not None:
-            lowest = min(acked)
             gaps = self._gap[tp]
+            lowest = min(acked)
             if gaps:
                 lowest = min(lowest, min(interval.begin for interval in gaps))
-            if lowest > committed:  # the event at ``committed`` is not processed yet
-                return None
+            if lowest > committed and not self._missing_after_seek(tp, committed):
+                return None  # the event at ``committed`` is not processed yet
         offset: int | None = super()._new_offset(tp)
         return offset
+
+    def _missing_after_seek(self, tp: TP, committed: int) -> bool:
+        """Whether offset ``committed`` does not exist. After a seek Faust's read offset is the
+        committed offset itself, so when the next record read is further on (offsets deleted
+        by retention) its gap starts one past it; that offset was never handed out."""
+        return (any(interval.begin == committed + 1 for interval in self._gap[tp])
+                and not any(m.tp == tp and m.offset == committed
+                            for m in self._unacked_messages))
 
     # --- 2. nothing fetched before a seek is handed out after it --------------------------
     async def seek_to_committed(self) -> Mapping[TP, int]:
@@ -79,8 +91,10 @@ class Consumer(aiokafka.Consumer):
         return committed
 
     async def seek(self, partition: TP, offset: int) -> None:
-        self._epochs[ensure_TP(partition)] += 1
+        tp = ensure_TP(partition)
+        self._epochs[tp] += 1
         await super().seek(partition, offset)
+        self._read_offset.seek_to(tp, offset if offset else None)
 
     async def _getmany(
         self, active_partitions: set[TP] | None, timeout: float  # noqa: ASYNC109 - Faust's

@@ -88,6 +88,14 @@ async def test_offsets_that_do_not_exist_do_not_block_the_commit(consumer: Consu
     assert consumer._new_offset(TP0) == 66
 
 
+async def test_an_offset_gone_before_the_head_does_not_hold_commits(consumer: Consumer) -> None:
+    """After a seek to 62 Faust's read offset is 62; if 62..63 were deleted (retention), the
+    first record read is 64 and the gap the fetch loop records starts at 63."""
+    state(consumer, 62, [64, 65])
+    consumer._gap[TP0].addi(63, 64)
+    assert consumer._new_offset(TP0) == 66
+
+
 async def test_a_batch_fetched_before_a_seek_is_not_handed_out_after_it(
     consumer: Consumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
