@@ -41,6 +41,15 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+def no_such_table(error: BaseException) -> bool:
+    """Whether ``error`` says a table does not exist (a service that never ran has none yet):
+    SQLite's "no such table", PostgreSQL's undefined_table (SQLSTATE 42P01)."""
+    cause = getattr(error, "orig", None) or error
+    state = getattr(cause, "sqlstate", None) or getattr(getattr(cause, "__cause__", None),
+                                                        "sqlstate", None)
+    return "no such table" in str(error) or state == "42P01"
+
+
 async def ping(engine: AsyncEngine, write: bool = True) -> bool:
     """Whether the database would take a write now (``write=False``: answer at all).
 

@@ -15,17 +15,11 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import select
 
-from signupflow.db import make_engine
+from signupflow.db import make_engine, no_such_table
 from signupflow.dlq import DeadLetter
 from signupflow.domain.reuse import instant
-from signupflow.models.db import (
-    Member,
-    OutboxEvent,
-    PartnerProfile,
-    PartnerSummaryRow,
-    UserProfile,
-    table_of,
-)
+from signupflow.models import db as schema
+from signupflow.models.db import table_of
 from signupflow.settings import Settings
 from signupflow.topic_reader import read_topic
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
@@ -86,7 +80,7 @@ async def _rows(url: str, model: type[Any], where: Any) -> list[Any]:
         async with engine.connect() as conn:
             return list((await conn.execute(select(table_of(model)).where(where))).all())
     except Exception as exc:  # a service that never ran has no tables yet
-        if "no such table" in str(exc) or "does not exist" in str(exc):
+        if no_such_table(exc):
             return []
         raise
     finally:
@@ -97,8 +91,8 @@ async def resolve(settings: Settings, who: str) -> str | None:
     """The member uuid of ``who`` (a uuid, or the email of an account)."""
     if "@" not in who:
         return who.lower()
-    members = table_of(Member)
-    found = await _rows(settings.database_url("auth"), Member,
+    members = table_of(schema.Member)
+    found = await _rows(settings.database_url("auth"), schema.Member,
                         members.c.email == who.strip().lower())
     return found[0].uuid if found else None
 
@@ -112,10 +106,10 @@ async def _records(settings: Settings, topic: str, uuid: str) -> list[Any]:
 async def collect(settings: Settings, uuid: str) -> list[Hop]:
     """Every trace of ``uuid`` in the databases and topics."""
     hops: list[Hop] = []
-    members, outbox = table_of(Member), table_of(OutboxEvent)
-    for m in await _rows(settings.database_url("auth"), Member, members.c.uuid == uuid):
+    members, outbox = table_of(schema.Member), table_of(schema.OutboxEvent)
+    for m in await _rows(settings.database_url("auth"), schema.Member, members.c.uuid == uuid):
         hops.append(Hop("accepted", "auth", instant(m.created_at), f"role {m.role}"))
-    for o in await _rows(settings.database_url("auth"), OutboxEvent, outbox.c.key == uuid):
+    for o in await _rows(settings.database_url("auth"), schema.OutboxEvent, outbox.c.key == uuid):
         if o.published_at is None:
             hops.append(Hop("waiting in the outbox", "auth", None, f"outbox row {o.id}"))
         else:  # marked once the broker acknowledged the record
@@ -127,13 +121,13 @@ async def collect(settings: Settings, uuid: str) -> list[Hop]:
             hops.append(Hop(f"{topic} record", service,
                             datetime.fromtimestamp(r.timestamp / 1000, UTC),
                             f"{topic}[{r.partition}]@{r.offset}", after=after))
-    for model, kind in ((UserProfile, "user"), (PartnerProfile, "partner")):
+    for model, kind in ((schema.UserProfile, "user"), (schema.PartnerProfile, "partner")):
         table = table_of(model)
         for p in await _rows(settings.database_url("member"), model, table.c.uuid == uuid):
             hops.append(Hop(f"{kind} profile stored", "member", instant(p.stored_at),
                             f"nickname {p.nickname!r}", after="profile-insert record"))
-    summaries = table_of(PartnerSummaryRow)
-    for s in await _rows(settings.database_url("batch"), PartnerSummaryRow,
+    summaries = table_of(schema.PartnerSummaryRow)
+    for s in await _rows(settings.database_url("batch"), schema.PartnerSummaryRow,
                          summaries.c.partner_id == uuid):
         hops.append(Hop("partner summary stored", "batch", instant(s.summarized_at),
                         f"style_count {s.style_count}", after="partner-created record"))

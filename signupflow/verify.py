@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from signupflow.db import make_engine
+from signupflow.db import make_engine, no_such_table
 from signupflow.domain.decode import InvalidEvent, decode_profile_insert
 from signupflow.domain.reuse import instant
 from signupflow.models.db import (
@@ -128,7 +128,7 @@ async def _read(url: str, *tables: type) -> list[list[Any]]:
                 await conn.execution_options(isolation_level="REPEATABLE READ")
             return [list((await conn.execute(select(table_of(t)))).all()) for t in tables]
     except Exception as exc:  # a service that never ran has no tables yet
-        if "no such table" in str(exc):
+        if no_such_table(exc):
             return [[] for _ in tables]
         raise
     finally:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import text
 
 from signupflow import broker
-from signupflow.db import make_engine
+from signupflow.db import make_engine, no_such_table
 from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES
 from signupflow.supervisor import start_worker, stop_process, wait_http
@@ -157,7 +157,7 @@ class System:
         try:
             return conn.execute(sql).fetchall()
         except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
+            if no_such_table(exc):
                 return []
             raise
         finally:
