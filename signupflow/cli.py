@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import click
@@ -202,22 +201,33 @@ def signup(count: int, partner_ratio: float, url: str | None, concurrency: int,
 
 @main.command()
 @click.option("--url", default=None, help="batch service base URL (default from settings).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Partners per page.")
+@click.option("--after", default="", help="Start after this partner id (the 'next' of a page).")
+@click.option("--search", default="", help="Only nicknames containing this text.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-def tables(url: str | None, as_json: bool) -> None:
-    """Show the partner-summary Faust table (read through the batch web view)."""
-    url = (url or get_settings().web_url("batch")).rstrip("/") + "/partners/"
+def tables(url: str | None, limit: int, after: str, search: str, as_json: bool) -> None:
+    """Show the partner-summary Faust table (read through the batch web view, every worker's
+    entries), one page at a time."""
+    import urllib.parse
+
+    query = urllib.parse.urlencode({"limit": limit, "after": after, "q": search})
+    url = f"{(url or get_settings().web_url('batch')).rstrip('/')}/partners/?{query}"
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(url, timeout=30) as resp:
             data = json.load(resp)
     except OSError as exc:
         fail(f"cannot read {url}: {exc}")
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(f"partner-summary: {data['count']} partners")
+    click.echo(f"partner-summary: {data['count']} partners on this page "
+               f"(from {data['workers']} worker(s))")
     for row in data["partners"]:
         click.echo(f"  {row['partner_id']}  {row['nickname']:<24} styles={row['style_count']}"
                    f"  joined {row['joined_at']}")
+    if data["next"]:
+        click.echo(f"more: signupflow tables --after {data['next']}")
 
 
 # --- dead letters and consistency ------------------------------------------------------------

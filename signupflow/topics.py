@@ -23,6 +23,15 @@ def dlq_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner picks for ``key``: every producer
+    here sends a member's events (and so the partner's summary) to that one."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(key.encode(), every, every))
+
+
 def all_topics() -> list[str]:
     """Every topic signupflow itself reads or writes (Faust adds its own internal ones)."""
     return [*DATA_TOPICS, *(dlq_topic(t) for t in DATA_TOPICS)]

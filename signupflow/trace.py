@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import select
 
 from signupflow.db import make_engine, no_such_table
@@ -22,7 +21,7 @@ from signupflow.models import db as schema
 from signupflow.models.db import table_of
 from signupflow.settings import Settings
 from signupflow.topic_reader import read_topic
-from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
+from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic, partition_for
 
 
 @dataclass(frozen=True)
@@ -66,12 +65,6 @@ def render(uuid: str, rows: list[dict[str, Any]]) -> str:
         lines.append(f"  {row['at'] or '-':<34} {delay:>12}  {row['service']:<7} "
                      f"{row['step']}  {row['detail']}".rstrip())
     return "\n".join(lines)
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """The partition every producer here picks for ``key`` (Kafka's murmur2 default)."""
-    every = list(range(partitions))
-    return int(DefaultPartitioner()(key.encode(), every, every))
 
 
 async def _rows(url: str, model: type[Any], where: Any) -> list[Any]:

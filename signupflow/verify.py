@@ -7,6 +7,7 @@ An operator's tool, not a service: it is the one place allowed to read every ser
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -136,11 +137,20 @@ async def _read(url: str, *tables: type) -> list[list[Any]]:
 
 
 def read_table(batch_url: str) -> dict[str, Summary]:
-    """The partner-summary table as served by the batch web view (raises OSError)."""
-    with urllib.request.urlopen(batch_url.rstrip("/") + "/partners/", timeout=10) as resp:
-        data = json.load(resp)
-    return {p["partner_id"]: (p["nickname"], p["style_count"], instant(p["joined_at"]))
-            for p in data["partners"]}
+    """The whole partner-summary table as served by the batch web view, page by page, from
+    every worker that holds part of it (raises OSError)."""
+    found: dict[str, Summary] = {}
+    after = ""
+    while True:
+        query = urllib.parse.urlencode({"limit": 1000, "after": after})
+        with urllib.request.urlopen(f"{batch_url.rstrip('/')}/partners/?{query}",
+                                    timeout=30) as resp:
+            data = json.load(resp)
+        for p in data["partners"]:
+            found[p["partner_id"]] = (p["nickname"], p["style_count"], instant(p["joined_at"]))
+        if not data.get("next"):
+            return found
+        after = data["next"]
 
 
 async def snapshot(settings: Settings, with_table: bool = True) -> Snapshot:

@@ -6,17 +6,26 @@ is written to the changelog partition its events arrive on.
 
 from __future__ import annotations
 
+import asyncio
 import html
+import json
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
+import aiohttp
 import faust
 from faust.tables.table import Table
 from faust.web import Request, Response, View
 
 from signupflow.domain.styles import STYLES
 from signupflow.models.events import PartnerSummary
+from signupflow.topics import partition_for
 
 TABLE_NAME = "partner-summary"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 
 
 #: The table type: partner uuid -> summary (None for a partner not summarised yet).
@@ -37,7 +46,44 @@ def define_table(app: faust.App, partitions: int) -> SummaryTable:
 
 def summaries(table: SummaryTable) -> list[dict[str, Any]]:
     """The table's local entries as JSON-ready dicts, sorted by partner id."""
-    return [v.asdict() for _, v in sorted(table.items(), key=lambda kv: kv[0])]
+    return [v.asdict() for _, v in sorted(table.items(), key=lambda kv: kv[0]) if v is not None]
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """``?limit=&after=&q=`` of a list: keyset paging by partner id, search on nickname."""
+
+    limit: int = DEFAULT_LIMIT
+    after: str = ""
+    q: str = ""
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str]) -> PageQuery:
+        """The query of a request, or ValueError saying what is wrong with it."""
+        raw = query.get("limit", str(DEFAULT_LIMIT))
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+        q = query.get("q", "")
+        if len(q) > 30:
+            raise ValueError("q must be at most 30 characters (a nickname is)")
+        return cls(int(raw), query.get("after", ""), q)
+
+    def params(self) -> dict[str, str]:
+        return {"limit": str(self.limit), "after": self.after, "q": self.q}
+
+    def page(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The rows after ``after`` whose nickname contains ``q``, by partner id, at most
+        ``limit`` (one per partner id)."""
+        wanted = self.q.casefold()
+        chosen = {r["partner_id"]: dict(r) for r in rows if r["partner_id"] > self.after
+                  and wanted in r["nickname"].casefold()}
+        return [chosen[k] for k in sorted(chosen)][:self.limit]
+
+
+def listing(rows: list[dict[str, Any]], query: PageQuery, workers: int) -> dict[str, Any]:
+    """The JSON of one page; ``next`` is the ``after`` of the next page (None on the last)."""
+    return {"count": len(rows), "partners": rows, "workers": workers,
+            "next": rows[-1]["partner_id"] if len(rows) == query.limit else None}
 
 
 def render_html(rows: list[dict[str, Any]]) -> str:
@@ -63,14 +109,58 @@ td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head>
 """
 
 
+def owned(app: faust.App, table: SummaryTable) -> list[dict[str, Any]]:
+    """The local entries of the partitions this worker owns now. After a rebalance a worker
+    still holds the entries it wrote for partitions that moved away; listing those too would
+    show them twice, and stale."""
+    changelog = table.changelog_topic.get_topic_name()
+    mine = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+    partitions = table.partitions or app.conf.topic_partitions
+    return [row for row in summaries(table)
+            if partition_for(row["partner_id"], partitions) in mine]
+
+
+async def remote_pages(app: faust.App, query: PageQuery) -> tuple[list[dict[str, Any]], int]:
+    """The matching entries of every other worker holding part of the table (Faust's assignor
+    knows them), asked for their own page; and how many workers answered in all."""
+    me = str(app.conf.canonical_url).rstrip("/")
+    others = [url.rstrip("/") for url in app.router.table_metadata(TABLE_NAME)
+              if url.rstrip("/") != me]
+    params = urllib.parse.urlencode({**query.params(), "scope": "local"})
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def fetch(url: str) -> list[dict[str, Any]]:
+            async with session.get(f"{url}/partners/?{params}") as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"worker {url} answered {resp.status}")
+                rows: list[dict[str, Any]] = json.loads(await resp.text())["partners"]
+                return rows
+
+        pages = await asyncio.gather(*(fetch(url) for url in others))
+    return [row for page in pages for row in page], 1 + len(others)
+
+
 def register_views(app: faust.App, table: SummaryTable) -> None:
-    """JSON at ``/partners/`` and ``/partners/{id}/``, HTML at ``/partners.html``."""
+    """JSON at ``/partners/`` (paged, searchable, every worker's entries) and
+    ``/partners/{id}/``, HTML at ``/partners.html``."""
 
     @app.page("/partners/")
     class PartnerList(View):
         async def get(self, request: Request) -> Response:
-            rows = summaries(table)
-            return self.json({"count": len(rows), "partners": rows})
+            try:
+                query = PageQuery.parse(request.query)
+            except ValueError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            rows = query.page(owned(app, table))
+            if request.query.get("scope") == "local":
+                return self.json(listing(rows, query, 1))
+            try:
+                remote, workers = await remote_pages(app, query)
+            except (OSError, RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
+                return self.json({"error": f"a worker holding part of the table did not "
+                                           f"answer: {exc}"}, status=503)
+            return self.json(listing(query.page(rows + remote), query, workers))
 
     @app.page("/partners/{partner_id}/")
     class PartnerDetail(View):
@@ -85,4 +175,4 @@ def register_views(app: faust.App, table: SummaryTable) -> None:
     @app.page("/partners.html")
     class PartnerPage(View):
         async def get(self, request: Request) -> Response:
-            return self.html(render_html(summaries(table)))
+            return self.html(render_html(owned(app, table)))

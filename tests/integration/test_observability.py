@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -83,8 +84,9 @@ def test_metrics_equal_the_known_counts_after_a_load(system: System) -> None:
 
 
 def test_ready_says_why_while_the_broker_is_down_and_health_stays_up(system: System) -> None:
-    for service in SERVICES:
-        assert get(system.url(service) + "/ready") == (200, {"ready": True})
+    system.wait_until(
+        lambda: all(get(system.url(s) + "/ready") == (200, {"ready": True}) for s in SERVICES),
+        60, "every worker ready (joined its group)")
     system.stop_broker()
     try:
         deadline = time.monotonic() + 30
@@ -108,6 +110,7 @@ def test_ready_says_why_while_the_broker_is_down_and_health_stays_up(system: Sys
 
 def trace(system: System, who: str) -> tuple[int, dict[str, Any]]:
     result = system.cli("trace", who, "--json")
+    assert result.returncode in (0, 1), result.stderr  # 1: unknown (yet)
     return result.returncode, json.loads(result.stdout) if result.returncode == 0 else {}
 
 
@@ -115,11 +118,14 @@ def test_trace_shows_every_hop_of_a_user_and_a_partner_and_a_dead_letter(
     system: System,
 ) -> None:
     bodies = fake_signups(2, 0.0, seed=62) + fake_signups(1, 1.0, seed=63)
-    tally = asyncio.run(post_signups(system.url("auth"), bodies))
+    tally = asyncio.run(post_signups(system.url("auth"), bodies, 1))  # in order
     user, _, partner = (o.body["uuid"] for o in tally.accepted)
-    system.wait_until(lambda: any(h["step"] == "partner summary stored"
-                                  for h in trace(system, partner)[1].get("hops", [])), 60,
-                      "the partner's summary")
+    system.wait_until(lambda: bool(system.query(
+        "batch", f"SELECT 1 FROM partner_summary WHERE partner_id = '{partner}'")), 60,
+        "the partner's summary")
+    system.wait_until(lambda: len(system.query(
+        "member", f"SELECT 1 FROM user_profile WHERE uuid = '{user}'")) == 1, 60,
+        "the user's profile")
 
     code, by_email = trace(system, bodies[0]["email"].upper())
     assert code == 0 and by_email["uuid"] == user
@@ -148,3 +154,42 @@ def test_trace_shows_every_hop_of_a_user_and_a_partner_and_a_dead_letter(
 
     unknown = system.cli("trace", "nobody@example.com")
     assert unknown.returncode == 1 and "unknown signup" in unknown.stderr
+
+
+def pages(system: System, name: str, **query: str) -> list[dict[str, Any]]:
+    """Every page of ``/partners/`` from worker ``name``, in order."""
+    rows: list[dict[str, Any]] = []
+    after = ""
+    while True:
+        params = urllib.parse.urlencode({**query, "after": after})
+        status, page = get(f"{system.url(name)}/partners/?{params}")
+        assert status == 200, page
+        assert page["workers"] == 2
+        rows.extend(page["partners"])
+        if page["next"] is None:
+            return rows
+        after = page["next"]
+
+
+def test_either_batch_worker_lists_every_partner_paged_and_searchable(system: System) -> None:
+    summaries = dict(system.query("batch", "SELECT partner_id, nickname FROM partner_summary"))
+    assert len(summaries) > 10
+    system.start_extra("batch-2", "batch")
+    try:
+        system.wait_until(lambda: all(get(f"{system.url(n)}/partners/?limit=1")[1].get(
+            "workers") == 2 for n in ("batch", "batch-2")), 60, "both workers in the table")
+        needle = sorted(summaries.values())[0][1:4].upper()
+        for name in ("batch", "batch-2"):
+            rows = pages(system, name, limit="7")
+            assert [r["partner_id"] for r in rows] == sorted(summaries)  # all, once, in order
+            assert {r["partner_id"]: r["nickname"] for r in rows} == summaries
+            found = pages(system, name, limit="5", q=needle)
+            assert {r["partner_id"] for r in found} == {
+                p for p, nick in summaries.items() if needle.casefold() in nick.casefold()}
+            assert found
+        status, body = get(system.url("batch-2") + "/partners/?limit=0")
+        assert status == 400 and "limit must be" in body["error"]
+        assert get(system.url("batch-2") + "/partners/00000000-0000-4000-8000-00000000dead/"
+                   )[0] == 404
+    finally:
+        system.stop("batch-2")
