@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from signupflow.app import create_app
+from signupflow.console import register_console
 from signupflow.db import ping
 from signupflow.domain.decode import decode_partner_created
 from signupflow.domain.reuse import Conflict
@@ -51,6 +52,7 @@ partners_created = raw_topic(app, PARTNER_CREATED, settings.partitions)
 dead_letters = DeadLetters(app, PARTNER_CREATED, settings.partitions)
 partner_summary = define_table(app, settings.partitions)
 register_views(app, partner_summary)
+register_console(app, settings)
 resources = service_resources(app, STAGE, settings)
 consuming(app, PARTNER_CREATED)
 

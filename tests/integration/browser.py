@@ -24,10 +24,11 @@ def chromium() -> str:
     return path
 
 
-def dump_dom(url: str, profile_dir: Path, timeout: float = 60) -> str:
-    """The page's DOM after load, serialised by Chromium; its process group is stopped after."""
+def dump_dom(url: str, profile_dir: Path, timeout: float = 60, *extra: str) -> str:
+    """The page's DOM after load, serialised by Chromium; its process group is stopped after.
+    ``extra`` flags, e.g. ``--virtual-time-budget=5000`` to let the page's scripts run first."""
     proc = subprocess.Popen(
-        [chromium(), *FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom", url],
+        [chromium(), *FLAGS, f"--user-data-dir={profile_dir}", *extra, "--dump-dom", url],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -75,3 +76,18 @@ class SummaryTable(HTMLParser):
             self.rows[self._row][-1] += data
         elif self._in_count:
             self.count += data
+
+
+def screenshot(url: str, path: Path, profile_dir: Path, timeout: float = 60) -> None:
+    """A PNG of the page after its scripts had ``5 s`` of virtual time (a test artifact)."""
+    proc = subprocess.Popen(
+        [chromium(), *FLAGS, f"--user-data-dir={profile_dir}", "--virtual-time-budget=5000",
+         "--window-size=1280,1000", f"--screenshot={path}", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc.wait(timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert path.exists() and path.stat().st_size > 0, f"no screenshot at {path}"
