@@ -64,7 +64,7 @@ class Consumer(aiokafka.Consumer):
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
-        if acked and committed is not None:
+        if acked and committed is not None and committed >= 0:  # -1, None: nothing committed
             gaps = self._gap[tp]
             lowest = min(acked)
             if gaps:

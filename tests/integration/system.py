@@ -7,6 +7,7 @@ tests never see each other's topics, consumer groups or databases.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -184,6 +185,10 @@ class System:
             if predicate():
                 return
             time.sleep(0.25)
+        for proc in self.procs.values():  # each worker logs the stack of every task it runs
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1)
         logs = "\n".join(f"--- {s} log tail ---\n" + _tail(self.log(s)) for s in SERVICES)
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{logs}")
 

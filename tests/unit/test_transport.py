@@ -157,3 +157,11 @@ async def test_records_fetched_after_the_seek_they_waited_for_are_all_handed_out
                      during_fetch=consumer.perform_seek)
     handed = [message.offset async for _, message in consumer.getmany(timeout=1.0)]
     assert handed == [62, 63]
+
+
+async def test_a_partition_with_nothing_committed_commits_from_its_first_offset(
+    consumer: Consumer,
+) -> None:
+    for nothing in (None, -1):
+        state(consumer, nothing, [0, 1, 2])
+        assert consumer._new_offset(TP0) == 3
