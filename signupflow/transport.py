@@ -24,6 +24,8 @@ With (1) alone a dropped message would stall the partition's commits instead of 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -31,6 +33,10 @@ from typing import Any
 from faust.transport.consumer import RecordMap, ensure_TP
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
+
+#: Seconds the unprocessed head of a partition may hold back its commits, while no stream
+#: holds it, before the partition is read again from there.
+HEAD_LOST_AFTER = 10.0
 
 
 class ReadOffsets(defaultdict[TP, int | None]):
@@ -57,6 +63,8 @@ class Consumer(aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._epochs: defaultdict[TP, int] = defaultdict(int)  # seeks of each partition
         self._fetched: dict[TP, int] = {}  # the epochs when the last batch was fetched
+        self._blocked_since: dict[TP, float] = {}  # when the head of ``tp`` began to block
+        self._reading_again: set[asyncio.Task[None]] = set()
         self._handing: tuple[TP, int, int] | None = None  # (tp, offset, epoch) handed out last
         self._read_offset: ReadOffsets = ReadOffsets(self)
 
@@ -70,9 +78,30 @@ class Consumer(aiokafka.Consumer):
             if gaps:
                 lowest = min(lowest, min(interval.begin for interval in gaps))
             if lowest > committed and not self._missing_after_seek(tp, committed):
+                self._read_again_if_lost(tp, committed)
                 return None  # the event at ``committed`` is not processed yet
+        self._blocked_since.pop(tp, None)
         offset: int | None = super()._new_offset(tp)
         return offset
+
+    def _read_again_if_lost(self, tp: TP, committed: int) -> None:
+        """The event at ``committed`` holds back the commits of ``tp`` while later ones are
+        processed. If no stream holds it (it is not in flight) for ``HEAD_LOST_AFTER``
+        seconds, it was dropped on its way to the agent (a race in Faust's fetch loop that we
+        could not pin down, seen under CPU contention after a restart): read the partition
+        again from there. The events after it come again too, which the idempotent stages
+        absorb; without this the partition's commits would wait for the next restart."""
+        now = time.monotonic()
+        since = self._blocked_since.setdefault(tp, now)
+        in_flight = any(m.tp == tp and m.offset == committed for m in self._unacked_messages)
+        if in_flight or now - since < HEAD_LOST_AFTER:
+            return
+        self._blocked_since.pop(tp, None)
+        self.log.warning("%s: the event at offset %d never reached the agent while later ones "
+                         "did; reading the partition again from %d", tp, committed, committed)
+        task = asyncio.get_running_loop().create_task(self.seek(tp, committed))
+        self._reading_again.add(task)
+        task.add_done_callback(self._reading_again.discard)
 
     def _missing_after_seek(self, tp: TP, committed: int) -> bool:
         """Whether offset ``committed`` does not exist. After a seek Faust's read offset is the

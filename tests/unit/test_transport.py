@@ -6,6 +6,7 @@ fault test on stock faust-streaming 0.15.3 (signupflow/transport.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +16,7 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka
 from faust.types import TP
 
+from signupflow import transport
 from signupflow.streams import batch
 from signupflow.transport import Consumer
 
@@ -165,3 +167,52 @@ async def test_a_partition_with_nothing_committed_commits_from_its_first_offset(
     for nothing in (None, -1):
         state(consumer, nothing, [0, 1, 2])
         assert consumer._new_offset(TP0) == 3
+
+
+async def test_a_head_that_never_reached_the_agent_is_read_again(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Later events acknowledged, the head neither acknowledged nor in flight: after
+    HEAD_LOST_AFTER seconds the partition is read again from the head (it was dropped)."""
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(partition: TP, offset: int) -> None:
+        sought.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    clock = [1000.0]
+    monkeypatch.setattr(transport.time, "monotonic", lambda: clock[0])
+    consumer._blocked_since.pop(TP0, None)
+    state(consumer, 40, [41, 42, 43])
+    assert consumer._new_offset(TP0) is None
+    clock[0] += transport.HEAD_LOST_AFTER - 1
+    assert consumer._new_offset(TP0) is None
+    await asyncio.sleep(0)
+    assert sought == []  # not yet: it may still be on its way
+    clock[0] += 2
+    assert consumer._new_offset(TP0) is None
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert sought == [(TP0, 40)]
+
+
+async def test_a_head_in_flight_is_waited_for(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(partition: TP, offset: int) -> None:
+        sought.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    clock = [1000.0]
+    monkeypatch.setattr(transport.time, "monotonic", lambda: clock[0])
+    consumer._blocked_since.pop(TP0, None)
+    head: Any = SimpleNamespace(tp=TP0, offset=40)
+    monkeypatch.setattr(consumer, "_unacked_messages", [head])  # a stream holds it
+    state(consumer, 40, [41, 42])
+    consumer._new_offset(TP0)
+    clock[0] += 60
+    consumer._new_offset(TP0)
+    await asyncio.sleep(0)
+    assert sought == []  # a slow batch (an outage, say) is not a lost event
