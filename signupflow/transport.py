@@ -61,12 +61,13 @@ class Consumer(aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._epochs: defaultdict[TP, int] = defaultdict(int)  # seeks of each partition
-        self._fetched: dict[TP, int] = {}  # the epochs when the last batch was fetched
-        self._blocked_since: dict[TP, float] = {}  # when the head of ``tp`` began to block
-        self._reading_again: set[asyncio.Task[None]] = set()
+        self._every_epoch = 0  # seeks of every partition (to the committed offsets)
+        self._epochs: defaultdict[TP, int] = defaultdict(int)  # seeks of one partition
+        self._fetched: tuple[int, dict[TP, int]] = (0, {})  # epochs when last fetched
         self._handing: tuple[TP, int, int] | None = None  # (tp, offset, epoch) handed out last
         self._read_offset: ReadOffsets = ReadOffsets(self)
+        self._blocked_since: dict[TP, float] = {}  # when the head of ``tp`` began to block
+        self._reading_again: set[asyncio.Task[None]] = set()
 
     # --- 1. never commit past an unacknowledged head --------------------------------------
     def _new_offset(self, tp: TP) -> int | None:
@@ -77,9 +78,9 @@ class Consumer(aiokafka.Consumer):
             lowest = min(acked)
             if gaps:
                 lowest = min(lowest, min(interval.begin for interval in gaps))
-            if lowest > committed and not self._missing_after_seek(tp, committed):
+            if lowest > committed:  # the event at ``committed`` is not processed yet
                 self._read_again_if_lost(tp, committed)
-                return None  # the event at ``committed`` is not processed yet
+                return None
         self._blocked_since.pop(tp, None)
         offset: int | None = super()._new_offset(tp)
         return offset
@@ -87,10 +88,9 @@ class Consumer(aiokafka.Consumer):
     def _read_again_if_lost(self, tp: TP, committed: int) -> None:
         """The event at ``committed`` holds back the commits of ``tp`` while later ones are
         processed. If no stream holds it (it is not in flight) for ``HEAD_LOST_AFTER``
-        seconds, it was dropped on its way to the agent (a race in Faust's fetch loop that we
-        could not pin down, seen under CPU contention after a restart): read the partition
-        again from there. The events after it come again too, which the idempotent stages
-        absorb; without this the partition's commits would wait for the next restart."""
+        seconds, it was dropped on its way to the agent: read the partition again from there.
+        The events after it come again too, which the idempotent stages absorb; without this
+        the partition's commits would wait for the next restart."""
         now = time.monotonic()
         since = self._blocked_since.setdefault(tp, now)
         in_flight = any(m.tp == tp and m.offset == committed for m in self._unacked_messages)
@@ -103,25 +103,26 @@ class Consumer(aiokafka.Consumer):
         self._reading_again.add(task)
         task.add_done_callback(self._reading_again.discard)
 
-    def _missing_after_seek(self, tp: TP, committed: int) -> bool:
-        """Whether offset ``committed`` does not exist. After a seek Faust's read offset is the
-        committed offset itself, so when the next record read is further on (offsets deleted
-        by retention) its gap starts one past it; that offset was never handed out."""
-        return (any(interval.begin == committed + 1 for interval in self._gap[tp])
-                and not any(m.tp == tp and m.offset == committed
-                            for m in self._unacked_messages))
-
     # --- 2. nothing fetched before a seek is handed out after it --------------------------
+    def epoch(self, tp: TP) -> int:
+        """How many seeks moved ``tp`` so far."""
+        return self._every_epoch + self._epochs.get(tp, 0)
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        """``perform_seek``'s seek: every partition it moves starts a new epoch."""
+        """``perform_seek``'s seek of every partition: a new epoch for all, *before* it.
+
+        Bumped after it, a batch fetched from the new position but collected just before the
+        bump looked stale and was skipped, and the position had moved past it: lost (found by
+        the chaos test). Bumped before, a batch fetched from the old position may pass as
+        fresh: it is handed out, i.e. delivered twice at worst.
+        """
+        self._every_epoch += 1
         committed: Mapping[TP, int] = await super().seek_to_committed()
-        for tp in committed:
-            self._epochs[ensure_TP(tp)] += 1
         return committed
 
     async def seek(self, partition: TP, offset: int) -> None:
         tp = ensure_TP(partition)
-        self._epochs[tp] += 1
+        self._epochs[tp] += 1  # before the seek, as above
         await super().seek(partition, offset)
         self._read_offset.seek_to(tp, offset if offset else None)
 
@@ -132,15 +133,16 @@ class Consumer(aiokafka.Consumer):
         # The positions these records were read at hold until the next seek. (The fetch may
         # have waited for flow to resume, through the very seek that ends a rebalance: an
         # epoch taken before it would make every fresh record look stale.)
-        self._fetched = dict(self._epochs)
+        self._fetched = (self._every_epoch, dict(self._epochs))
         return records
 
     async def getmany(
         self, timeout: float  # noqa: ASYNC109 - Faust's signature
     ) -> AsyncIterator[tuple[TP, Message]]:
         async for tp, message in super().getmany(timeout):
-            epoch = self._fetched.get(tp, 0)
-            if self._epochs.get(tp, 0) != epoch:
+            every, each = self._fetched
+            epoch = every + each.get(tp, 0)
+            if self.epoch(tp) != epoch:
                 continue  # this partition was sought since: the seek reads it again
             self._handing = (tp, message.offset, epoch)
             yield tp, message
@@ -150,7 +152,7 @@ class Consumer(aiokafka.Consumer):
         message it was handed before that partition's latest seek."""
         handing = self._handing
         return (handing is not None and handing[0] == tp and handing[1] == offset
-                and handing[2] != self._epochs.get(tp, 0))
+                and handing[2] != self.epoch(tp))
 
 
 class Transport(aiokafka.Transport):
