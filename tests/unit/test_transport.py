@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -174,53 +175,55 @@ async def test_a_partition_with_nothing_committed_commits_from_its_first_offset(
         assert consumer._new_offset(TP0) == 3
 
 
+@dataclass
+class Seeks:
+    """The seeks the consumer asks for, and a clock the test moves."""
+
+    sought: list[tuple[TP, int]] = field(default_factory=list)
+    now: float = 1000.0
+
+
+@pytest.fixture
+def seeks(consumer: Consumer, monkeypatch: pytest.MonkeyPatch) -> Seeks:
+    recorded = Seeks()
+
+    async def seek(partition: TP, offset: int) -> None:
+        recorded.sought.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(transport.time, "monotonic", lambda: recorded.now)
+    return recorded
+
+
 async def test_a_head_that_never_reached_the_agent_is_read_again(
-    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+    consumer: Consumer, seeks: Seeks
 ) -> None:
     """Later events acknowledged, the head neither acknowledged nor in flight: after
     HEAD_LOST_AFTER seconds the partition is read again from the head (it was dropped)."""
-    sought: list[tuple[TP, int]] = []
-
-    async def seek(partition: TP, offset: int) -> None:
-        sought.append((partition, offset))
-
-    monkeypatch.setattr(consumer, "seek", seek)
-    clock = [1000.0]
-    monkeypatch.setattr(transport.time, "monotonic", lambda: clock[0])
-    consumer._blocked_since.pop(TP0, None)
     state(consumer, 40, [41, 42, 43])
     assert consumer._new_offset(TP0) is None
-    clock[0] += transport.HEAD_LOST_AFTER - 1
+    seeks.now += transport.HEAD_LOST_AFTER - 1
     assert consumer._new_offset(TP0) is None
     await asyncio.sleep(0)
-    assert sought == []  # not yet: it may still be on its way
-    clock[0] += 2
+    assert seeks.sought == []  # not yet: it may still be on its way
+    seeks.now += 2
     assert consumer._new_offset(TP0) is None
     for _ in range(3):
         await asyncio.sleep(0)
-    assert sought == [(TP0, 40)]
+    assert seeks.sought == [(TP0, 40)]
 
 
 async def test_a_head_in_flight_is_waited_for(
-    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+    consumer: Consumer, seeks: Seeks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sought: list[tuple[TP, int]] = []
-
-    async def seek(partition: TP, offset: int) -> None:
-        sought.append((partition, offset))
-
-    monkeypatch.setattr(consumer, "seek", seek)
-    clock = [1000.0]
-    monkeypatch.setattr(transport.time, "monotonic", lambda: clock[0])
-    consumer._blocked_since.pop(TP0, None)
     head: Any = SimpleNamespace(tp=TP0, offset=40)
     monkeypatch.setattr(consumer, "_unacked_messages", [head])  # a stream holds it
     state(consumer, 40, [41, 42])
     consumer._new_offset(TP0)
-    clock[0] += 60
+    seeks.now += 60
     consumer._new_offset(TP0)
     await asyncio.sleep(0)
-    assert sought == []  # a slow batch (an outage, say) is not a lost event
+    assert seeks.sought == []  # a slow batch (an outage, say) is not a lost event
 
 
 async def test_records_fetched_while_the_seek_finishes_are_handed_out(
