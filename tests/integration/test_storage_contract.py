@@ -249,10 +249,10 @@ def new_uuid() -> str:
 
 
 async def do_register(engine: AsyncEngine, s: Signup, member_uuid: str | None = None,
-                      now: datetime = NOW) -> ProfileInsert:
+                      now: datetime = NOW, traceparent: str | None = None) -> ProfileInsert:
     """Register ``s`` the way the auth view does; returns the event it stored."""
     ev = profile_event(s, member_uuid or new_uuid(), now)
-    await register(engine, s, f"scrypt$hash-of-{s.email}", ev, now)
+    await register(engine, s, f"scrypt$hash-of-{s.email}", ev, now, traceparent)
     return ev
 
 
@@ -334,13 +334,27 @@ class TestAuthStorage:
         row = outbox[0]
         assert {k: v for k, v in row.items() if k != "id"} == {
             "topic": PROFILE_INSERT, "key": ev.uuid, "payload": ev.dumps(),
-            "created_at": NOW, "published_at": None,
+            "created_at": NOW, "published_at": None, "traceparent": None,
         }
         assert orjson.loads(row["payload"]) == {
             "uuid": ev.uuid, "role": "PARTNER", "nickname": "ada_l",
             "favorite_styles": [7, 2], "occurred_at": NOW.isoformat(),
         }
         assert database.run(count_members(database.auth)) == 1
+
+    def test_the_request_trace_context_is_stored_and_handed_to_the_relay(
+        self, database: Database
+    ) -> None:
+        context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        database.run(do_register(database.auth, signup("ada@example.com"),
+                                 traceparent=context))
+        handed: list[PendingEvent] = []
+
+        async def publish(pending: list[PendingEvent]) -> None:
+            handed.extend(pending)
+
+        assert database.run(publish_pending(database.auth, 10, publish)) == 1
+        assert [p.traceparent for p in handed] == [context]
 
     @pytest.mark.parametrize("second", ["ada@example.com", "ADA@Example.COM",
                                         "  Ada@example.com\t"])
