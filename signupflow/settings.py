@@ -50,6 +50,36 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ValueError(f"{PREFIX}{name} must be on or off, got {raw!r}")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds, from a number of seconds or a number with a unit: ``90s``, ``15m``, ``12h``,
+    ``7d``."""
+    raw = (env.get(PREFIX + name) or "").strip().lower()
+    if raw == "":
+        return default
+    unit = _UNITS.get(raw[-1])
+    try:
+        value = float(raw[:-1] if unit else raw) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name} must be a duration such as 3600, 90s, 15m, 12h or "
+                         f"7d, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{PREFIX}{name} must be above 0, got {raw!r}")
+    return value
+
+
+def _optional_count(env: Mapping[str, str], name: str) -> int | None:
+    """A whole number of at least 1, or None when unset (the default is worked out later)."""
+    if not env.get(PREFIX + name):
+        return None
+    value = _int(env, name, 0)
+    if value < 1:
+        raise ValueError(f"{PREFIX}{name} must be at least 1, got {value}")
+    return value
+
+
 def _sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
@@ -73,6 +103,14 @@ class Settings:
     log_level: str
     app_ids: Mapping[str, str]
     outbox_relay: bool
+    #: None: min(3, the brokers the cluster reports), worked out by topics.replication()
+    replication_factor: int | None
+    #: None: replication factor - 1, at least 1
+    min_insync_replicas: int | None
+    #: seconds a published outbox row is kept before the relay deletes it
+    outbox_retention: float
+    #: seconds a dead letter is kept on its topic
+    dlq_retention: float
 
     @property
     def bootstrap_servers(self) -> str:
@@ -123,6 +161,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get(PREFIX + "LOG_LEVEL") or "info",
         app_ids={s: env.get(f"{PREFIX}{s.upper()}_APP_ID") or f"signupflow-{s}" for s in SERVICES},
         outbox_relay=_flag(env, "OUTBOX_RELAY", True),
+        replication_factor=_optional_count(env, "REPLICATION_FACTOR"),
+        min_insync_replicas=_optional_count(env, "MIN_INSYNC_REPLICAS"),
+        outbox_retention=_duration(env, "OUTBOX_RETENTION", 7 * 86400),
+        dlq_retention=_duration(env, "DLQ_RETENTION", 30 * 86400),
     )
 
 

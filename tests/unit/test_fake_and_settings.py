@@ -104,6 +104,10 @@ def test_defaults(tmp_path: Path) -> None:
         expected = f"sqlite+aiosqlite:///{tmp_path.resolve() / f'{service}.db'}"
         assert settings.database_url(service) == expected
     assert settings.web_url("member") == "http://127.0.0.1:6067"
+    assert settings.replication_factor is None  # worked out from the cluster
+    assert settings.min_insync_replicas is None
+    assert settings.outbox_retention == 7 * 86400
+    assert settings.dlq_retention == 30 * 86400
 
 
 def test_empty_env_uses_var_under_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,6 +161,24 @@ def test_kafka_broker_override(broker: str, bootstrap: str) -> None:
     assert settings.bootstrap_servers == bootstrap
 
 
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("3600", 3600), ("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 604800), ("0.5d", 43200)],
+)
+def test_durations_take_a_unit(raw: str, seconds: float) -> None:
+    settings = load_settings({"SIGNUPFLOW_OUTBOX_RETENTION": raw, "SIGNUPFLOW_DLQ_RETENTION": raw})
+
+    assert settings.outbox_retention == seconds
+    assert settings.dlq_retention == seconds
+
+
+def test_replication_overrides() -> None:
+    settings = load_settings({"SIGNUPFLOW_REPLICATION_FACTOR": "3",
+                              "SIGNUPFLOW_MIN_INSYNC_REPLICAS": "2"})
+
+    assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
+
+
 def test_numeric_overrides() -> None:
     settings = load_settings({
         "SIGNUPFLOW_PARTITIONS": "12",
@@ -196,6 +218,12 @@ def test_numeric_overrides() -> None:
         ),
         ("SIGNUPFLOW_BROKER_PORT", "9092x", "SIGNUPFLOW_BROKER_PORT must be an integer"),
         ("SIGNUPFLOW_SESSION_TIMEOUT", "soon", "SIGNUPFLOW_SESSION_TIMEOUT must be a number"),
+        ("SIGNUPFLOW_REPLICATION_FACTOR", "0",
+         "SIGNUPFLOW_REPLICATION_FACTOR must be at least 1, got 0"),
+        ("SIGNUPFLOW_MIN_INSYNC_REPLICAS", "two",
+         "SIGNUPFLOW_MIN_INSYNC_REPLICAS must be an integer, got 'two'"),
+        ("SIGNUPFLOW_OUTBOX_RETENTION", "7w", "SIGNUPFLOW_OUTBOX_RETENTION must be a duration"),
+        ("SIGNUPFLOW_DLQ_RETENTION", "0d", "SIGNUPFLOW_DLQ_RETENTION must be above 0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
