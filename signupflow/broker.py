@@ -1,9 +1,10 @@
-"""A local single-node Apache Kafka broker (KRaft), fetched with Maven and run with Java.
+"""A local Apache Kafka cluster (KRaft; one node by default), fetched with Maven, run with Java.
 
 Used by ``signupflow broker start|stop|status``, ``signupflow up`` and the test suite, so that
 nothing needs Docker. The jars are cached under ``~/.cache/signupflow`` (``SIGNUPFLOW_CACHE``);
-the broker's state (config, data, log, pid, port) lives in one folder, the *broker home*.
-Everything binds to 127.0.0.1.
+the cluster's state lives in one folder, the *broker home*: node 1's config, data, log, pid and
+port in the folder itself, node N's in ``node-N``. Each node is a combined broker and
+controller JVM; everything binds to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -35,20 +37,62 @@ class BrokerError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class BrokerStatus:
+class NodeStatus:
+    """One node of the local cluster (a combined KRaft broker + controller JVM)."""
+
+    node_id: int
     running: bool
     pid: int | None
     port: int | None
     home: Path
 
+    def describe(self) -> str:
+        state = f"running, pid {self.pid}" if self.running else "not running"
+        return f"node {self.node_id}: {state}, 127.0.0.1:{self.port}, home {self.home}"
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """The local cluster: one node (the default) or several."""
+
+    home: Path
+    nodes: tuple[NodeStatus, ...]
+
+    @property
+    def running(self) -> bool:
+        return all(n.running for n in self.nodes)
+
+    @property
+    def pid(self) -> int | None:
+        return self.nodes[0].pid
+
+    @property
+    def port(self) -> int | None:
+        """The first node's port (``SIGNUPFLOW_BROKER_PORT``)."""
+        return self.nodes[0].port
+
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """``host:port,...`` of every node, for plain Kafka clients."""
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes if n.port)
+
+    @property
+    def kafka_url(self) -> str:
+        """The same, as ``SIGNUPFLOW_KAFKA_BROKER`` takes it."""
+        return ";".join(f"kafka://127.0.0.1:{n.port}" for n in self.nodes if n.port)
+
+    def node(self, node_id: int) -> NodeStatus:
+        return self.nodes[node_id - 1]
 
     def describe(self) -> str:
-        if self.running:
-            return f"running: pid {self.pid}, bootstrap {self.bootstrap}, home {self.home}"
-        return f"not running (home {self.home})"
+        if len(self.nodes) == 1:
+            n = self.nodes[0]
+            if n.running:
+                return f"running: pid {n.pid}, bootstrap {self.bootstrap}, home {self.home}"
+            return f"not running (home {self.home})"
+        up = sum(n.running for n in self.nodes)
+        lines = [f"{up} of {len(self.nodes)} nodes running, bootstrap {self.bootstrap}"]
+        return "\n".join([*lines, *(f"  {n.describe()}" for n in self.nodes)])
 
 
 def cache_dir() -> Path:
@@ -120,34 +164,65 @@ def _is_our_broker(pid: int) -> bool:
     return b"kafka.Kafka" in cmdline
 
 
-def status(home: Path) -> BrokerStatus:
-    pid = _read_int(home / "broker.pid")
-    port = _read_int(home / "broker.port")
+def node_home(home: Path, node_id: int) -> Path:
+    """Node 1 lives in the broker home itself (as a single broker always has), node N in
+    ``node-N`` under it."""
+    return home if node_id == 1 else home / f"node-{node_id}"
+
+
+def node_count(home: Path) -> int:
+    """How many nodes the cluster in ``home`` was started with (1 if never)."""
+    return _read_int(home / "broker.nodes") or 1
+
+
+def _node_status(home: Path, node_id: int) -> NodeStatus:
+    folder = node_home(home, node_id)
+    pid = _read_int(folder / "broker.pid")
     running = pid is not None and _is_our_broker(pid)
-    return BrokerStatus(running=running, pid=pid if running else None, port=port, home=home)
+    return NodeStatus(node_id, running, pid if running else None,
+                      _read_int(folder / "broker.port"), folder)
 
 
-def _config(home: Path, port: int, controller_port: int) -> str:
+def status(home: Path) -> BrokerStatus:
+    home = home.resolve()
+    return BrokerStatus(home, tuple(_node_status(home, i)
+                                    for i in range(1, node_count(home) + 1)))
+
+
+def replication_defaults(nodes: int) -> tuple[int, int]:
+    """Replication factor and min.insync.replicas of a cluster of ``nodes``: 3 and 2 from
+    three nodes on, so that one broker may be lost without stopping writes."""
+    factor = min(3, nodes)
+    return factor, max(1, factor - 1)
+
+
+def _config(folder: Path, node_id: int, port: int, controllers: dict[int, int]) -> str:
+    factor, min_isr = replication_defaults(len(controllers))
+    voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in sorted(controllers.items()))
     return "\n".join([
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"node.id={node_id}",
+        f"controller.quorum.voters={voters}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controllers[node_id]}",
         f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names=CONTROLLER",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={home / 'data'}",
+        f"log.dirs={folder / 'data'}",
         # Topics are created explicitly with the right partition counts (see topics.py):
         # an auto-created topic with another count makes a Faust agent crash-loop.
         "auto.create.topics.enable=false",
-        "offsets.topic.replication.factor=1",
+        # The broker's own topics (consumer offsets, ...) replicated like signupflow's.
+        f"default.replication.factor={factor}",
+        f"min.insync.replicas={min_isr}",
+        "unclean.leader.election.enable=false",
+        f"offsets.topic.replication.factor={factor}",
         "offsets.topic.num.partitions=10",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
+        f"transaction.state.log.replication.factor={factor}",
+        f"transaction.state.log.min.isr={min_isr}",
         "transaction.state.log.num.partitions=10",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        f"share.coordinator.state.topic.replication.factor={factor}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
         "group.initial.rebalance.delay.ms=0",
         "group.min.session.timeout.ms=1000",
         "log.flush.interval.messages=9223372036854775807",
@@ -155,21 +230,35 @@ def _config(home: Path, port: int, controller_port: int) -> str:
     ])
 
 
-def _controller_port(config: Path) -> int:
-    """The controller port of an earlier run if it is still free (KRaft remembers it)."""
+def _previous_ports(config: Path) -> tuple[int | None, int | None]:
+    """The broker and controller ports of an earlier run (KRaft remembers the controllers)."""
+    broker = controller = None
     if config.exists():
         for line in config.read_text().splitlines():
-            if line.startswith("controller.quorum.voters="):
-                previous = int(line.rsplit(":", 1)[1])
-                if not port_open(previous):
-                    return previous
-    return free_port()
+            if line.startswith("listeners="):
+                for listener in line.split("=", 1)[1].split(","):
+                    name, _, address = listener.partition("://")
+                    if name == "PLAINTEXT":
+                        broker = int(address.rsplit(":", 1)[1])
+                    elif name == "CONTROLLER":
+                        controller = int(address.rsplit(":", 1)[1])
+    return broker, controller
 
 
-def _format_storage(java: str, lib: Path, home: Path, config: Path) -> None:
-    if (home / "data" / "meta.properties").exists():
+def _cluster_id(home: Path, nodes: int) -> str:
+    """The id in any node's formatted storage, or a new one: every node must share it."""
+    for i in range(1, nodes + 1):
+        meta = node_home(home, i) / "data" / "meta.properties"
+        if meta.exists():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1].strip()
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _format_storage(java: str, lib: Path, folder: Path, config: Path, cluster_id: str) -> None:
+    if (folder / "data" / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     proc = subprocess.run(
         [java, "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format",
          f"--cluster-id={cluster_id}", "-c", str(config)],  # ids may start with "-"
@@ -179,97 +268,154 @@ def _format_storage(java: str, lib: Path, home: Path, config: Path) -> None:
         raise BrokerError(f"formatting the KRaft storage failed:\n{proc.stdout}{proc.stderr}")
 
 
-async def _metadata_round_trip(bootstrap: str) -> bool:
+async def _brokers_seen(bootstrap: str) -> int:
+    """How many brokers the cluster's metadata lists, asked through ``bootstrap`` (0: no
+    answer)."""
     from aiokafka.client import AIOKafkaClient
 
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()
-        return bool(metadata.brokers())
+        return len(metadata.brokers())
     except Exception:
-        return False
+        return 0
     finally:
         await client.close()
 
 
-def wait_ready(port: int, timeout: float, alive: Callable[[], bool], log: Path) -> None:
-    """Block until the broker at ``port`` answers a metadata request, or raise."""
+def wait_ready(port: int, timeout: float, alive: Callable[[], bool], log: Path,
+               brokers: int = 1) -> None:
+    """Block until the broker at ``port`` answers a metadata request listing ``brokers``
+    brokers (every node of the cluster registered), or raise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive():
             tail = "\n".join(log.read_text().splitlines()[-30:]) if log.exists() else ""
             raise BrokerError(f"the broker process exited during start-up:\n{tail}")
-        if port_open(port) and asyncio.run(_metadata_round_trip(f"127.0.0.1:{port}")):
+        if port_open(port) and asyncio.run(_brokers_seen(f"127.0.0.1:{port}")) >= brokers:
             return
         time.sleep(0.3)
-    raise BrokerError(f"the broker on 127.0.0.1:{port} did not answer within {timeout:.0f}s")
+    raise BrokerError(f"the broker on 127.0.0.1:{port} did not answer (with {brokers} "
+                      f"broker(s) registered) within {timeout:.0f}s")
 
 
-def start(home: Path, port: int = 9092, timeout: float = 90.0) -> BrokerStatus:
-    """Start the broker in ``home`` on ``port`` (0 picks a free one); a no-op if it runs."""
-    home = home.resolve()
-    current = status(home)
-    if current.running and current.port is not None and current.pid is not None:
-        pid = current.pid
-        wait_ready(current.port, timeout, lambda: _is_our_broker(pid), home / "broker.log")
-        return current
-    previous = _read_int(home / "broker.port")
-    if port == 0:  # keep the previous port across restarts so clients reconnect on their own
-        port = previous if previous and not port_open(previous) else free_port()
-    elif port_open(port):
-        raise BrokerError(
-            f"port {port} on 127.0.0.1 is already in use by another process; "
-            "set SIGNUPFLOW_BROKER_PORT to a free port (or stop that process)"
-        )
-    java = _require("java", "install a Java 17+ runtime")
-    lib = fetch_jars()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "server.properties"
-    config.write_text(_config(home, port, _controller_port(config)))
-    _format_storage(java, lib, home, config)
+def _choose_ports(home: Path, port: int, nodes: int) -> dict[int, tuple[int, int]]:
+    """Broker and controller port of each node: the earlier run's (a cluster's controllers
+    must keep theirs), the first node's broker port as asked (0: the previous one or any)."""
+    chosen: dict[int, tuple[int, int]] = {}
+    for i in range(1, nodes + 1):
+        node = _node_status(home, i)
+        previous, controller = _previous_ports(node.home / "server.properties")
+        if i == 1 and port != 0 and port != previous:
+            if port_open(port):
+                raise BrokerError(
+                    f"port {port} on 127.0.0.1 is already in use by another process; "
+                    "set SIGNUPFLOW_BROKER_PORT to a free port (or stop that process)")
+            broker_port = port
+        elif previous and (node.running or not port_open(previous)):
+            broker_port = previous  # clients reconnect on their own after a restart
+        else:
+            broker_port = free_port()
+        if not controller or (not node.running and nodes == 1 and port_open(controller)):
+            controller = free_port()
+        chosen[i] = (broker_port, controller)
+    return chosen
+
+
+def _launch(java: str, lib: Path, folder: Path, port: int) -> subprocess.Popen[bytes]:
     log4j = resources.files("signupflow.kafka") / "log4j2.properties"
-    log_path = home / "broker.log"
-    with resources.as_file(log4j) as log4j_path, open(log_path, "ab") as log_file:
+    with resources.as_file(log4j) as log4j_path, open(folder / "broker.log", "ab") as log_file:
         proc = subprocess.Popen(
             [java, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC",
              f"-Dlog4j2.configurationFile={log4j_path}",
-             "-cp", f"{lib}/*", "kafka.Kafka", str(config)],
+             "-cp", f"{lib}/*", "kafka.Kafka", str(folder / "server.properties")],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=home,
+            start_new_session=True, cwd=folder,
         )
     _running[proc.pid] = proc  # outlives this call: tracked by its PID file, reaped by stop()
-    (home / "broker.pid").write_text(str(proc.pid))
-    (home / "broker.port").write_text(str(port))
+    (folder / "broker.pid").write_text(str(proc.pid))
+    (folder / "broker.port").write_text(str(port))
+    return proc
+
+
+def _alive(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is None
+
+
+def start(home: Path, port: int = 9092, nodes: int = 1, timeout: float = 90.0) -> BrokerStatus:
+    """Start a local KRaft cluster of ``nodes`` in ``home``, the first node on ``port`` (0
+    picks a free one). Idempotent: nodes already running are left alone, stopped ones (say,
+    after a kill -9) are started again with their earlier ports and data."""
+    home = home.resolve()
+    if nodes < 1:
+        raise BrokerError(f"a cluster needs at least 1 node, got {nodes}")
+    formatted = (home / "data" / "meta.properties").exists()
+    if formatted and node_count(home) != nodes:
+        raise BrokerError(
+            f"the broker home {home} holds a cluster of {node_count(home)} node(s), not "
+            f"{nodes}: stop it and remove that folder, or use another SIGNUPFLOW_BROKER_HOME")
+    current = status(home) if formatted else None
+    if current is not None and current.running:
+        first = current.nodes[0]
+        pid = first.pid or 0
+        wait_ready(first.port or 0, timeout, lambda: _is_our_broker(pid),
+                   first.home / "broker.log", nodes)
+        return current
+    java = _require("java", "install a Java 17+ runtime")
+    lib = fetch_jars()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "broker.nodes").write_text(str(nodes))
+    ports = _choose_ports(home, port, nodes)
+    controllers = {i: c for i, (_, c) in ports.items()}
+    cluster_id = _cluster_id(home, nodes)
+    started: list[tuple[int, subprocess.Popen[bytes]]] = []
+    for i, (broker_port, _) in ports.items():
+        folder = node_home(home, i)
+        if _node_status(home, i).running:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        config = folder / "server.properties"
+        config.write_text(_config(folder, i, broker_port, controllers))
+        _format_storage(java, lib, folder, config, cluster_id)
+        started.append((i, _launch(java, lib, folder, broker_port)))
     try:
-        wait_ready(port, timeout, lambda: proc.poll() is None, log_path)
+        for i, proc in started:
+            wait_ready(ports[i][0], timeout, partial(_alive, proc),
+                       node_home(home, i) / "broker.log", nodes)
     except BrokerError:
         stop(home)
         raise
     return status(home)
 
 
-def stop(home: Path, timeout: float = 30.0, kill: bool = False) -> bool:
-    """Stop the broker by PID (SIGTERM, then SIGKILL; ``kill``: SIGKILL at once, as a crash
-    would). Returns True if one was running."""
+def stop(home: Path, timeout: float = 30.0, kill: bool = False,
+         node: int | None = None) -> bool:
+    """Stop every node (or only ``node``) by PID: SIGTERM, then SIGKILL after ``timeout``;
+    ``kill``: SIGKILL at once, as a crash would. Returns True if one was running."""
     home = home.resolve()
-    pid = _read_int(home / "broker.pid")
-    if pid is None or not _is_our_broker(pid):
-        (home / "broker.pid").unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    wanted = [node] if node is not None else list(range(1, node_count(home) + 1))
+    pids: list[int] = []
+    for i in wanted:
+        pid_file = node_home(home, i) / "broker.pid"
+        pid = _read_int(pid_file)
+        pid_file.unlink(missing_ok=True)
+        if pid is not None and _is_our_broker(pid):
+            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+            pids.append(pid)
     deadline = time.monotonic() + timeout
-    while _is_our_broker(pid) and time.monotonic() < deadline:
-        _reap(pid)
+    while any(_is_our_broker(p) for p in pids) and time.monotonic() < deadline:
+        for pid in pids:
+            _reap(pid)
         time.sleep(0.1)
-    if _is_our_broker(pid):
-        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        if _is_our_broker(pid):
+            os.kill(pid, signal.SIGKILL)
         while _is_our_broker(pid):
             _reap(pid)
             time.sleep(0.05)
-    _reap(pid)
-    (home / "broker.pid").unlink(missing_ok=True)
-    return True
+        _reap(pid)
+    return bool(pids)
 
 
 def _reap(pid: int) -> None:

@@ -14,6 +14,13 @@ import click
 
 from signupflow import broker as local_broker
 from signupflow.settings import SERVICES, get_settings
+from signupflow.topics import (
+    TopicPolicy,
+    all_topics,
+    changelogs,
+    describe_partitions,
+    ensure_topics,
+)
 
 
 def fail(message: str) -> None:
@@ -30,56 +37,90 @@ def main() -> None:
 
 @main.group()
 def broker() -> None:
-    """The local single-node Apache Kafka broker (no Docker needed)."""
+    """The local Apache Kafka cluster: one node, or --nodes N (no Docker needed)."""
 
 
-def start_broker_with_topics(port: int) -> None:
-    """Start the local broker (idempotent) and create the topics, or exit with the reason."""
-    from signupflow.topics import ensure_topics
-
+def start_broker_with_topics(port: int, nodes: int) -> local_broker.BrokerStatus:
+    """Start the local cluster (idempotent) and create the topics, or exit with the reason."""
     s = get_settings()
     try:
-        status = local_broker.start(s.broker_home, port)
-        asyncio.run(ensure_topics(status.bootstrap, s.partitions))
+        status = local_broker.start(s.broker_home, port, nodes)
+        asyncio.run(ensure_topics(status.bootstrap, s.partitions, all_topics(),
+                                  compacted=changelogs(s), policy=TopicPolicy.from_settings(s)))
     except (local_broker.BrokerError, RuntimeError) as exc:
         fail(str(exc))
     click.echo(f"broker {status.describe()}")
+    return status
+
+
+NODES = click.option("--nodes", type=click.IntRange(1, 9), default=None,
+                     help="Kafka nodes (brokers + controllers) of the local cluster; default: "
+                          "as the broker home was started before, else 1.")
+
+
+def nodes_or_default(nodes: int | None) -> int:
+    home = get_settings().broker_home
+    return nodes or (local_broker.node_count(home) if home.exists() else 1)
 
 
 @broker.command("start")
 @click.option("--port", type=int, default=None,
-              help="Port on 127.0.0.1 (default SIGNUPFLOW_BROKER_PORT or 9092; 0 = any free).")
-def broker_start(port: int | None) -> None:
-    """Fetch Kafka (first time), start it, create the topics. Safe to run twice."""
-    start_broker_with_topics(get_settings().broker_port if port is None else port)
+              help="First node's port on 127.0.0.1 (default SIGNUPFLOW_BROKER_PORT or 9092; "
+                   "0 = any free).")
+@NODES
+def broker_start(port: int | None, nodes: int | None) -> None:
+    """Fetch Kafka (first time), start the cluster, create the topics. Safe to run twice;
+    starts nodes that died again."""
+    start_broker_with_topics(get_settings().broker_port if port is None else port,
+                             nodes_or_default(nodes))
 
 
 @broker.command("stop")
 def broker_stop() -> None:
-    """Stop the local broker by PID."""
+    """Stop every node of the local cluster by PID."""
     stopped = local_broker.stop(get_settings().broker_home)
     click.echo("broker stopped" if stopped else "broker was not running")
 
 
 @broker.command("status")
 def broker_status() -> None:
-    """Say whether the local broker runs (exit 1 if not)."""
+    """Each node, and each topic partition's leader and in-sync replicas (exit 1 unless every
+    node runs)."""
     status = local_broker.status(get_settings().broker_home)
     click.echo(f"broker {status.describe()}")
+    if any(n.running for n in status.nodes):
+        try:
+            rows = asyncio.run(describe_partitions(status.bootstrap))
+        except Exception as exc:
+            click.echo(f"partitions: cannot describe them ({exc})")
+        else:
+            click.echo("topic partition: leader, replicas, in-sync replicas (node ids)")
+            for r in rows:
+                lagging = "" if set(r.isr) == set(r.replicas) else "  UNDER-REPLICATED"
+                click.echo(f"  {r.topic}[{r.partition}]: leader {r.leader}, replicas "
+                           f"{_ids(r.replicas)}, isr {_ids(r.isr)}{lagging}")
     sys.exit(0 if status.running else 1)
+
+
+def _ids(ids: tuple[int, ...]) -> str:
+    return ",".join(map(str, ids)) or "-"
 
 
 @main.command()
 def topics() -> None:
-    """Create the topics on SIGNUPFLOW_KAFKA_BROKER (any broker, not only the local one)."""
-    from signupflow.topics import all_topics, ensure_topics
-
+    """Create the topics on SIGNUPFLOW_KAFKA_BROKER (any cluster, not only the local one),
+    replicated as SIGNUPFLOW_REPLICATION_FACTOR / _MIN_INSYNC_REPLICAS say; refuse topics
+    with another partition count or fewer replicas."""
     s = get_settings()
     try:
-        asyncio.run(ensure_topics(s.bootstrap_servers, s.partitions))
+        states = asyncio.run(ensure_topics(s.bootstrap_servers, s.partitions, all_topics(),
+                                           compacted=changelogs(s),
+                                           policy=TopicPolicy.from_settings(s)))
     except Exception as exc:
-        fail(f"cannot create topics on {s.bootstrap_servers}: {exc}")
-    click.echo(f"topics ready ({s.partitions} partitions each): {', '.join(all_topics())}")
+        fail(f"topics on {s.bootstrap_servers}: {exc}")
+    click.echo("topics ready: name, partitions, replicas, min.insync.replicas")
+    for t in states:
+        click.echo(f"  {t.name}: {t.partitions}, {t.replicas}, {t.min_insync_replicas}")
 
 
 # --- workers --------------------------------------------------------------------------------
@@ -97,17 +138,21 @@ def worker(service: str, loglevel: str | None) -> None:
 
 @main.command()
 @click.option("--detach", is_flag=True, help="Start everything and return.")
-def up(detach: bool) -> None:
+@NODES
+def up(detach: bool, nodes: int | None) -> None:
     """Run the whole system: broker + auth, member, batch workers (with their web views)."""
     from signupflow.supervisor import start_worker, stop_process, wait_http
 
     s = get_settings()
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
-    start_broker_with_topics(s.broker_port)
+    cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes))
+    # every node as bootstrap: a worker (re)starting while one node is down still connects
+    env = {**os.environ, "SIGNUPFLOW_KAFKA_BROKER": cluster.kafka_url}
     logs = s.data_dir / "log"
     procs = {}
     for service in SERVICES:
-        procs[service] = start_worker(service, logs / f"{service}.log", log_level=s.log_level)
+        procs[service] = start_worker(service, logs / f"{service}.log", env,
+                                      log_level=s.log_level)
         (s.data_dir / f"{service}.pid").write_text(str(procs[service].pid))
     try:
         for service, proc in procs.items():

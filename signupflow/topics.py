@@ -11,7 +11,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from signupflow.settings import Settings
 
 PROFILE_INSERT = "profile-insert"
 PARTNER_CREATED = "partner-created"
@@ -21,6 +25,21 @@ DATA_TOPICS = (PROFILE_INSERT, PARTNER_CREATED)
 
 def dlq_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
+
+
+#: The Faust tables of each service, each backed by a compacted changelog topic.
+TABLES: dict[str, tuple[str, ...]] = {"batch": ("partner-summary",)}
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """The name Faust gives a table's changelog topic."""
+    return f"{app_id}-{table}-changelog"
+
+
+def changelogs(settings: Settings) -> list[str]:
+    """Every table's changelog topic, named after its service's app id."""
+    return [changelog_topic(settings.app_ids[service], table)
+            for service, tables in TABLES.items() for table in tables]
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -38,7 +57,89 @@ def all_topics() -> list[str]:
 
 
 class TopicMismatch(RuntimeError):
-    """An existing topic has another partition count than the settings ask for."""
+    """An existing topic differs from what the settings ask for (partitions, replicas), or the
+    cluster cannot hold what they ask for."""
+
+
+@dataclass(frozen=True)
+class TopicPolicy:
+    """How signupflow's topics are replicated and kept (from the settings)."""
+
+    #: None: min(3, the brokers the cluster reports)
+    replication_factor: int | None = None
+    #: None: the replication factor - 1, at least 1
+    min_insync_replicas: int | None = None
+    dlq_retention_ms: int = 30 * 86400 * 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicPolicy:
+        return cls(settings.replication_factor, settings.min_insync_replicas,
+                   int(settings.dlq_retention * 1000))
+
+    def resolve(self, brokers: int) -> tuple[int, int]:
+        """Replication factor and min.insync.replicas on a cluster reporting ``brokers``.
+
+        With min ISR = RF - 1, one broker may be lost (or restarted for an upgrade) and
+        ``acks=all`` writes go on; a second loss stops writes rather than risk losing them.
+        """
+        factor = self.replication_factor or max(1, min(3, brokers))
+        min_isr = self.min_insync_replicas or max(1, factor - 1)
+        if min_isr > factor:
+            raise TopicMismatch(
+                f"SIGNUPFLOW_MIN_INSYNC_REPLICAS={min_isr} is above the replication factor "
+                f"{factor}: no write could ever be acknowledged")
+        return factor, min_isr
+
+    def configs(self, name: str, min_isr: int, compacted: bool) -> dict[str, str]:
+        """The topic configs signupflow sets on a topic it creates."""
+        configs = {"min.insync.replicas": str(min_isr)}
+        if compacted:
+            configs["cleanup.policy"] = "compact"
+        if name.endswith(DLQ_SUFFIX):
+            configs["retention.ms"] = str(self.dlq_retention_ms)
+        return configs
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A topic as the cluster describes it."""
+
+    name: str
+    partitions: int
+    #: the fewest replicas of any of its partitions
+    replicas: int
+    min_insync_replicas: int | None
+
+    def problems(self, partitions: int, factor: int, min_isr: int) -> list[str]:
+        """What is wrong with this topic for these settings ([] when nothing), in words that
+        do not name the topic (several topics share a problem)."""
+        found = []
+        if self.partitions != partitions:
+            found.append(f"{self.partitions} partitions but SIGNUPFLOW_PARTITIONS={partitions}; "
+                         "use the same count everywhere")
+        if self.replicas < factor:
+            found.append(
+                f"{self.replicas} replica(s) but the replication factor is {factor} "
+                "(SIGNUPFLOW_REPLICATION_FACTOR, default min(3, brokers)): losing a broker "
+                "could lose events. Add replicas with kafka-reassign-partitions.sh, or set "
+                f"SIGNUPFLOW_REPLICATION_FACTOR={self.replicas} to run with fewer knowingly")
+        if self.min_insync_replicas is not None and self.min_insync_replicas < min_isr:
+            found.append(
+                f"min.insync.replicas={self.min_insync_replicas} but "
+                f"SIGNUPFLOW_MIN_INSYNC_REPLICAS is {min_isr}: raise it with kafka-configs.sh "
+                f"--alter --add-config min.insync.replicas={min_isr}")
+        return found
+
+
+def mismatches(states: Iterable[TopicState], partitions: int, factor: int,
+               min_isr: int) -> list[str]:
+    """Each problem once, with the topics that have it."""
+    topics: dict[str, list[str]] = {}
+    for state in states:
+        for problem in state.problems(partitions, factor, min_isr):
+            topics.setdefault(problem, []).append(state.name)
+    return [f"topic(s) {', '.join(map(repr, names))} have {problem}"
+            for problem, names in topics.items()]
 
 
 async def _described(
@@ -54,37 +155,91 @@ async def _described(
         await asyncio.sleep(0.2)
 
 
+async def _min_insync(admin: Any, names: list[str]) -> dict[str, int]:
+    """Each topic's effective min.insync.replicas (its own or the broker's default)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n, configs={"min.insync.replicas": None})
+         for n in names])
+    found: dict[str, int] = {}
+    for response in responses:
+        for _code, _msg, _kind, name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "min.insync.replicas" and entry[1] is not None:
+                    found[name] = int(entry[1])
+    return found
+
+
 async def ensure_topics(
     bootstrap: str, partitions: int, names: Iterable[str] | None = None,
-    compacted: Iterable[str] = (),
-) -> None:
-    """Create missing topics; refuse to run against a topic with another partition count.
+    compacted: Iterable[str] = (), policy: TopicPolicy | None = None,
+) -> list[TopicState]:
+    """Create missing topics (replicated as ``policy`` says); refuse to run against a topic with
+    another partition count or fewer replicas. Returns every topic's state.
 
     ``compacted`` topics (table changelogs) keep only the latest record per key.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
+    policy = policy or TopicPolicy()
     compact = set(compacted)
     wanted = [*(names if names is not None else all_topics()), *sorted(compact)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        factor, min_isr = policy.resolve(brokers)
         existing = set(await admin.list_topics())
         missing = [n for n in wanted if n not in existing]
+        if missing and factor > brokers:
+            raise TopicMismatch(
+                f"cannot create {', '.join(missing)} with {factor} replicas: the cluster "
+                f"reports {brokers} broker(s) (SIGNUPFLOW_REPLICATION_FACTOR={factor})")
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([
-                    NewTopic(n, num_partitions=partitions, replication_factor=1,
-                             topic_configs={"cleanup.policy": "compact"} if n in compact else {})
+                    NewTopic(n, num_partitions=partitions, replication_factor=factor,
+                             topic_configs=policy.configs(n, min_isr, n in compact))
                     for n in missing
                 ])
-        for topic in await _described(admin, wanted):
-            count = len(topic["partitions"])
-            if count != partitions:
-                raise TopicMismatch(
-                    f"topic {topic['topic']!r} has {count} partitions but "
-                    f"SIGNUPFLOW_PARTITIONS={partitions}; use the same count everywhere"
-                )
+        described = await _described(admin, wanted)
+        isr = await _min_insync(admin, wanted)
     finally:
         await admin.close()
+    states = sorted((TopicState(t["topic"], len(t["partitions"]),
+                                min((len(p["replicas"]) for p in t["partitions"]), default=0),
+                                isr.get(t["topic"])) for t in described),
+                    key=lambda t: t.name)
+    problems = mismatches(states, partitions, factor, min_isr)
+    if problems:
+        raise TopicMismatch("; ".join(problems))
+    return states
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    topic: str
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+async def describe_partitions(bootstrap: str) -> list[PartitionState]:
+    """Leader, replicas and in-sync replicas of every partition of every topic but Kafka's own
+    (``__consumer_offsets``, ...)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = sorted(n for n in await admin.list_topics() if not n.startswith("__"))
+        described = await admin.describe_topics(names) if names else []
+    finally:
+        await admin.close()
+    return sorted(
+        (PartitionState(t["topic"], p["partition"], p["leader"], tuple(p["replicas"]),
+                        tuple(p["isr"])) for t in described for p in t["partitions"]),
+        key=lambda p: (p.topic, p.partition))
