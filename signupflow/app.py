@@ -15,7 +15,7 @@ from faust.types import TransportT
 from signupflow import tracing, transport
 from signupflow.probes import Check, Refresher, broker_reachable, register_probes
 from signupflow.settings import Settings, get_settings
-from signupflow.topics import TopicPolicy, ensure_topics
+from signupflow.topics import TopicPolicy, ensure_topics, leader_topic
 
 #: How often a worker refreshes the cluster's metadata, at the latest (ms).
 METADATA_MAX_AGE_MS = 10_000
@@ -78,7 +78,8 @@ class ServiceApp(faust.App):
         changelogs = [t.changelog_topic.get_topic_name() for t in self.tables.values()]
         states = await ensure_topics(s.bootstrap_servers, s.partitions,
                                      self.signupflow_topics, compacted=changelogs,
-                                     policy=TopicPolicy.from_settings(s))
+                                     policy=TopicPolicy.from_settings(s),
+                                     single=[leader_topic(self.conf.id)])
         # Anything Faust declares itself is replicated the same way.
         self.conf.topic_replication_factor = min(state.replicas for state in states)
         await super().on_first_start()
@@ -136,8 +137,6 @@ def create_app(
         topic_partitions=s.partitions,
         topic_replication_factor=1,
         topic_allow_declare=True,
-        # Faust's leader election (an extra internal topic) serves on_leader timers: none here.
-        topic_disable_leader=True,
         table_standby_replicas=0,
         producer_acks=-1,
         # Not exactly_once: it lost table updates and crashed on a broker restart here

@@ -20,6 +20,7 @@ from signupflow.topics import (
     changelogs,
     describe_partitions,
     ensure_topics,
+    leader_topics,
 )
 
 
@@ -46,7 +47,8 @@ def start_broker_with_topics(port: int, nodes: int) -> local_broker.BrokerStatus
     try:
         status = local_broker.start(s.broker_home, port, nodes)
         asyncio.run(ensure_topics(status.bootstrap, s.partitions, all_topics(),
-                                  compacted=changelogs(s), policy=TopicPolicy.from_settings(s)))
+                                  compacted=changelogs(s), policy=TopicPolicy.from_settings(s),
+                                  single=leader_topics(s)))
     except (local_broker.BrokerError, RuntimeError) as exc:
         fail(str(exc))
     click.echo(f"broker {status.describe()}")
@@ -115,7 +117,8 @@ def topics() -> None:
     try:
         states = asyncio.run(ensure_topics(s.bootstrap_servers, s.partitions, all_topics(),
                                            compacted=changelogs(s),
-                                           policy=TopicPolicy.from_settings(s)))
+                                           policy=TopicPolicy.from_settings(s),
+                                           single=leader_topics(s)))
     except Exception as exc:
         fail(f"topics on {s.bootstrap_servers}: {exc}")
     click.echo("topics ready: name, partitions, replicas, min.insync.replicas")

@@ -42,6 +42,16 @@ def changelogs(settings: Settings) -> list[str]:
             for service, tables in TABLES.items() for table in tables]
 
 
+def leader_topic(app_id: str) -> str:
+    """The one-partition topic Faust's assignor uses to elect a leader among an app's
+    workers (created here, so that it is replicated like the others)."""
+    return f"{app_id}-__assignor-__leader"
+
+
+def leader_topics(settings: Settings) -> list[str]:
+    return [leader_topic(app_id) for app_id in settings.app_ids.values()]
+
+
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner picks for ``key``: every producer
     here sends a member's events (and so the partner's summary) to that one."""
@@ -132,11 +142,13 @@ class TopicState:
 
 
 def mismatches(states: Iterable[TopicState], partitions: int, factor: int,
-               min_isr: int) -> list[str]:
-    """Each problem once, with the topics that have it."""
+               min_isr: int, single: Iterable[str] = ()) -> list[str]:
+    """Each problem once, with the topics that have it (``single``: one-partition topics)."""
+    ones = set(single)
     topics: dict[str, list[str]] = {}
     for state in states:
-        for problem in state.problems(partitions, factor, min_isr):
+        expected = 1 if state.name in ones else partitions
+        for problem in state.problems(expected, factor, min_isr):
             topics.setdefault(problem, []).append(state.name)
     return [f"topic(s) {', '.join(map(repr, names))} have {problem}"
             for problem, names in topics.items()]
@@ -174,18 +186,20 @@ async def _min_insync(admin: Any, names: list[str]) -> dict[str, int]:
 async def ensure_topics(
     bootstrap: str, partitions: int, names: Iterable[str] | None = None,
     compacted: Iterable[str] = (), policy: TopicPolicy | None = None,
+    single: Iterable[str] = (),
 ) -> list[TopicState]:
     """Create missing topics (replicated as ``policy`` says); refuse to run against a topic with
     another partition count or fewer replicas. Returns every topic's state.
 
-    ``compacted`` topics (table changelogs) keep only the latest record per key.
+    ``compacted`` topics (table changelogs) keep only the latest record per key; ``single``
+    topics (Faust's leader topics) have one partition.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
     policy = policy or TopicPolicy()
-    compact = set(compacted)
-    wanted = [*(names if names is not None else all_topics()), *sorted(compact)]
+    compact, ones = set(compacted), set(single)
+    wanted = [*(names if names is not None else all_topics()), *sorted(compact), *sorted(ones)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -200,7 +214,8 @@ async def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([
-                    NewTopic(n, num_partitions=partitions, replication_factor=factor,
+                    NewTopic(n, num_partitions=1 if n in ones else partitions,
+                             replication_factor=factor,
                              topic_configs=policy.configs(n, min_isr, n in compact))
                     for n in missing
                 ])
@@ -212,7 +227,7 @@ async def ensure_topics(
                                 min((len(p["replicas"]) for p in t["partitions"]), default=0),
                                 isr.get(t["topic"])) for t in described),
                     key=lambda t: t.name)
-    problems = mismatches(states, partitions, factor, min_isr)
+    problems = mismatches(states, partitions, factor, min_isr, ones)
     if problems:
         raise TopicMismatch("; ".join(problems))
     return states

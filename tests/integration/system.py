@@ -27,31 +27,35 @@ from signupflow.db import make_engine, no_such_table
 from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES
 from signupflow.supervisor import start_worker, stop_process, wait_http
-from signupflow.topics import ensure_topics
+from signupflow.topics import describe_partitions, ensure_topics
 from tests.integration.postgres import database_settings
 
 PARTITIONS = 4
 
 
 class System:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, nodes: int = 1):
         self.root = root
+        self.nodes = nodes
         self.data_dir = root / "data"
         self.broker_home = root / "broker"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {s: broker.free_port() for s in SERVICES}
         self.broker_port = 0
+        self.bootstrap = ""
         self.env: dict[str, str] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     def start_broker(self) -> None:
-        status = broker.start(self.broker_home, self.broker_port)
+        status = broker.start(self.broker_home, self.broker_port, self.nodes)
         self.broker_port = status.port or 0
+        self.bootstrap = status.bootstrap
         self.env = {
             **os.environ,
             "SIGNUPFLOW_DATA_DIR": str(self.data_dir),
             "SIGNUPFLOW_BROKER_HOME": str(self.broker_home),
             "SIGNUPFLOW_BROKER_PORT": str(self.broker_port),
+            "SIGNUPFLOW_KAFKA_BROKER": status.kafka_url,  # every node
             "SIGNUPFLOW_PARTITIONS": str(PARTITIONS),
             "SIGNUPFLOW_SESSION_TIMEOUT": "6",
             "SIGNUPFLOW_SCRYPT_N": "4096",  # the cheapest allowed cost keeps tests quick
@@ -63,9 +67,25 @@ class System:
         """Stop the broker (``kill``: kill -9, no controlled shutdown)."""
         broker.stop(self.broker_home, kill=kill)
 
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.broker_port}"
+    def stop_node(self, node: int, kill: bool = False) -> None:
+        """Stop one node of the cluster (``kill``: kill -9)."""
+        assert broker.stop(self.broker_home, kill=kill, node=node), f"node {node} not running"
+
+    def start_nodes(self) -> None:
+        """Start the nodes that are down again (same ports, same data)."""
+        broker.start(self.broker_home, self.broker_port, self.nodes)
+
+    def leader(self, topic: str, partition: int) -> int:
+        """The node id leading ``topic[partition]``."""
+        rows = asyncio.run(describe_partitions(self.bootstrap))
+        return next(r.leader for r in rows if (r.topic, r.partition) == (topic, partition))
+
+    def wait_in_sync(self, timeout: float = 120) -> None:
+        """Until every replica of every partition is in sync again."""
+        def in_sync() -> bool:
+            rows = asyncio.run(describe_partitions(self.bootstrap))
+            return bool(rows) and all(set(r.isr) == set(r.replicas) for r in rows)
+        self.wait_until(in_sync, timeout, "every replica back in sync")
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"

@@ -6,10 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from faust.assignor.leader_assignor import LeaderAssignor
 
 from signupflow import broker
 from signupflow.settings import load_settings
-from signupflow.topics import TopicMismatch, TopicPolicy, TopicState, changelogs, mismatches
+from signupflow.topics import (
+    TopicMismatch,
+    TopicPolicy,
+    TopicState,
+    changelogs,
+    leader_topics,
+    mismatches,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +64,14 @@ def test_a_topic_with_fewer_replicas_is_reported_with_the_way_out() -> None:
                                   "SIGNUPFLOW_MIN_INSYNC_REPLICAS is 2")
 
 
+def test_a_leader_topic_has_one_partition() -> None:
+    states = [TopicState("lead", 1, 3, 2), TopicState("data", 1, 3, 2)]
+
+    assert mismatches(states, 4, 3, 2, single=["lead"]) == [
+        "topic(s) 'data' have 1 partitions but SIGNUPFLOW_PARTITIONS=4; use the same count "
+        "everywhere"]
+
+
 def test_more_replicas_or_a_higher_min_isr_than_asked_is_fine() -> None:
     assert mismatches([TopicState("a", 4, 3, 3), TopicState("b", 4, 2, None)], 4, 2, 1) == []
     assert mismatches([TopicState("a", 3, 3, 3)], 4, 2, 1) == [
@@ -74,6 +90,10 @@ def test_changelogs_name_every_table_of_the_workers() -> None:
 
     assert declared <= set(changelogs(settings))
     assert declared
+    for app in apps:  # Faust's own leader topic, created ahead too
+        leader = app._leader_assignor
+        assert isinstance(leader, LeaderAssignor)
+        assert leader._leader_topic_name in leader_topics(settings)
 
 
 def _properties(text: str) -> dict[str, str]:
