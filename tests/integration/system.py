@@ -170,7 +170,12 @@ class System:
         """Rows of ``sql`` in ``service``'s database: its SQLite file, or the URL it was given."""
         url = self.env.get(f"SIGNUPFLOW_{service.upper()}_DATABASE_URL")
         if url:
-            return asyncio.run(_query_url(url, sql))
+            try:
+                return asyncio.run(_query_url(url, sql))
+            except Exception as exc:
+                if no_such_table(exc):
+                    return []
+                raise
         path = self.data_dir / f"{service}.db"
         if not path.exists():
             return []
