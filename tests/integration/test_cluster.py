@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from signupflow.broker import free_port
+from signupflow.supervisor import start_worker, stop_process
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, changelog_topic
 from tests.integration.system import System, finish
 
@@ -149,3 +150,18 @@ def test_two_workers_per_service_on_postgresql_while_a_broker_dies(cluster: Syst
         assert finish(load) == LOAD
         cluster.assert_exactly(LOAD, seed=46)
         cluster.wait_in_sync()
+
+
+def test_a_worker_refuses_topics_with_fewer_replicas_than_configured(tmp_system: System) -> None:
+    """One broker, topics with one replica, and a worker configured for two: it says so and
+    stops, instead of running under-replicated."""
+    proc = start_worker("member", tmp_system.log("member"),
+                        {**tmp_system.env, "SIGNUPFLOW_REPLICATION_FACTOR": "2"})
+    try:
+        assert proc.wait(timeout=90) != 0
+    finally:
+        stop_process(proc)
+    log = tmp_system.log("member").read_text()
+    assert ("'profile-insert', 'profile-insert.dlq', 'signupflow-member-__assignor-__leader' "
+            "have 1 replica(s) but the replication factor is 2") in log
+    assert "SIGNUPFLOW_REPLICATION_FACTOR=1 to run with fewer knowingly" in log
