@@ -1,8 +1,9 @@
-# Image for the three workers (docker-compose.yml). Not needed for `make run` / `make test`.
+# Image for the workers and the `topics` job of docker-compose.yml (with the PostgreSQL driver).
+# Not needed for `make run` / `make test`.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml setup.cfg README.md ./
 COPY signupflow ./signupflow
-RUN pip install --no-cache-dir . asyncpg
+RUN pip install --no-cache-dir '.[postgres]'
 ENV SIGNUPFLOW_DATA_DIR=/data SIGNUPFLOW_WEB_HOST=0.0.0.0
 ENTRYPOINT ["signupflow"]

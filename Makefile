@@ -3,7 +3,9 @@
 # Apache Kafka broker (fetched with Maven on first use, cached under ~/.cache/signupflow).
 # `make test` also installs the Debian packages its tests need when they are missing (apt, as
 # root or with sudo): chromium for the browser test, postgresql for the PostgreSQL run (the tests
-# start a private server of their own on a free loopback port, never the package's cluster).
+# start a private server of their own on a free loopback port, never the package's cluster), and
+# docker-compose (v1), whose `docker-compose config` checks docker-compose.yml without a Docker
+# engine (tests/unit/test_compose.py; `make test-unit` installs only that one).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +15,7 @@ SOAK_RUNS ?= 10
 SOAK_TESTS ?= tests/integration/test_chaos.py
 SOAK_LOG ?= var/soak
 
-.PHONY: run test test-unit lint bench down clean test-packages soak
+.PHONY: run test test-unit lint bench down clean test-packages unit-packages soak
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,15 +30,24 @@ test: lint test-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The fast tier: no broker, no PostgreSQL, no worker process (well under a minute).
-test-unit: lint
+test-unit: lint unit-packages
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+# Installs the Debian packages named in the shell variable `missing`, if any.
+APT_INSTALL = [ -z "$$missing" ] || $(SUDO) sh -c "apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing"
 
 test-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	[ -z "$$missing" ] || $(SUDO) sh -c "apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing"
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	$(APT_INSTALL)
+
+unit-packages:
+	@missing=""; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	$(APT_INSTALL)
 
 # The kill-combination chaos tests, SOAK_RUNS times in a row; each run's output is kept in
 # $(SOAK_LOG)/run-N.log, and a failed run's databases, logs and broker in $(SOAK_LOG)/tmp-N.

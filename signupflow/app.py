@@ -153,7 +153,9 @@ def create_app(
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         web_enabled=True,
         web_bind=s.web_host,
-        web_host=s.web_host,
+        # The canonical URL other workers use (table routes, the batch list): a bind address
+        # such as 0.0.0.0 reaches no other host.
+        web_host=s.web_advertised_host,
         web_port=s.web_ports[service],
         web_in_thread=False,
         autodiscover=False,

@@ -94,6 +94,8 @@ class Settings:
     kafka_broker: str
     database_urls: Mapping[str, str]
     web_host: str
+    #: the host name other workers reach this one's web views at (Faust's canonical URL)
+    web_advertised_host: str
     web_ports: Mapping[str, int]
     partitions: int
     session_timeout: float
@@ -136,6 +138,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     }
     defaults = {"auth": 6066, "member": 6067, "batch": 6068}
     ports = {s: _int(env, f"{s.upper()}_WEB_PORT", p) for s, p in defaults.items()}
+    web_host = env.get(PREFIX + "WEB_HOST") or "127.0.0.1"
     partitions = _int(env, "PARTITIONS", 4)
     if partitions < 1:
         raise ValueError(f"{PREFIX}PARTITIONS must be at least 1, got {partitions}")
@@ -151,7 +154,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_port=broker_port,
         kafka_broker=kafka_broker,
         database_urls=db_urls,
-        web_host=env.get(PREFIX + "WEB_HOST") or "127.0.0.1",
+        web_host=web_host,
+        web_advertised_host=env.get(PREFIX + "WEB_ADVERTISED_HOST") or web_host,
         web_ports=ports,
         partitions=partitions,
         session_timeout=_float(env, "SESSION_TIMEOUT", 10.0),

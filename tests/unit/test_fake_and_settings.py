@@ -98,6 +98,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.max_event_bytes == 64 * 1024
     assert settings.session_timeout == 10.0
     assert settings.web_host == "127.0.0.1"
+    assert settings.web_advertised_host == "127.0.0.1"
     assert settings.log_level == "info"
     assert settings.broker_home == tmp_path.resolve() / "broker"
     for service in ("auth", "member", "batch"):
@@ -159,6 +160,26 @@ def test_kafka_broker_override(broker: str, bootstrap: str) -> None:
 
     assert settings.kafka_broker == broker
     assert settings.bootstrap_servers == bootstrap
+
+
+def test_advertised_web_host_defaults_to_the_bind_address() -> None:
+    bound = load_settings({"SIGNUPFLOW_WEB_HOST": "0.0.0.0"})
+    named = load_settings({"SIGNUPFLOW_WEB_HOST": "0.0.0.0",
+                           "SIGNUPFLOW_WEB_ADVERTISED_HOST": "batch-2"})
+
+    assert (bound.web_host, bound.web_advertised_host) == ("0.0.0.0", "0.0.0.0")
+    assert (named.web_host, named.web_advertised_host) == ("0.0.0.0", "batch-2")
+
+
+def test_workers_bind_the_web_host_and_advertise_the_advertised_one(tmp_path: Path) -> None:
+    from signupflow.app import create_app
+
+    app = create_app("batch", load_settings({
+        "SIGNUPFLOW_DATA_DIR": str(tmp_path), "SIGNUPFLOW_WEB_HOST": "0.0.0.0",
+        "SIGNUPFLOW_WEB_ADVERTISED_HOST": "batch-2", "SIGNUPFLOW_BATCH_WEB_PORT": "6078"}))
+
+    assert app.conf.web_bind == "0.0.0.0"
+    assert str(app.conf.canonical_url) == "http://batch-2:6078"  # what other workers call
 
 
 @pytest.mark.parametrize(
