@@ -1,4 +1,5 @@
-"""Faust's ``kafka://`` transport with two fixes that keep a rebalance from losing an event.
+"""Faust's ``kafka://`` transport with two fixes that keep a rebalance from losing an event,
+and an idempotent producer.
 
 Found by the scale-out fault test (a batch worker joining and leaving under load) on
 faust-streaming 0.15.3: ``partner-created[0]@62`` was never processed while the group's
@@ -155,7 +156,17 @@ class Consumer(aiokafka.Consumer):
                 and handing[2] != self.epoch(tp))
 
 
+class Producer(aiokafka.Producer):
+    """Faust's producer, idempotent: a send retried after a lost acknowledgement (a broker
+    failing over, say) is written once, in order. Faust asks for idempotence only inside
+    transactions (exactly_once), which is not used here."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class Transport(aiokafka.Transport):
-    """The ``kafka://`` transport, with :class:`Consumer`."""
+    """The ``kafka://`` transport, with :class:`Consumer` and :class:`Producer`."""
 
     Consumer = Consumer
+    Producer = Producer

@@ -254,3 +254,16 @@ async def test_records_fetched_while_the_seek_finishes_are_handed_out(
     monkeypatch.setattr(faust_consumer.Consumer, "getmany", stock_getmany)
     handed = [message.offset async for _, message in consumer.getmany(timeout=1.0)]
     assert handed == [40, 41]
+
+
+def test_the_apps_producer_is_idempotent_with_acks_all() -> None:
+    """A send retried after a broker failed over is written once (needs a replicated cluster
+    to matter; Faust asks for idempotence only in exactly_once mode)."""
+    from signupflow.streams import member
+
+    producer = member.app.producer
+    assert isinstance(producer, transport.Producer)
+    settings = {**producer._settings_default(), **producer._settings_extra()}
+
+    assert settings["enable_idempotence"] is True
+    assert settings["acks"] in ("all", -1)
