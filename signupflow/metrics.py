@@ -34,6 +34,10 @@ OUTBOX_PENDING = Gauge(
 OUTBOX_OLDEST_PENDING = Gauge(
     "signupflow_outbox_oldest_pending_seconds",
     "Age of the oldest unpublished outbox event, 0 when none waits (auth)", registry=REGISTRY)
+OUTBOX_DELETED = Counter(
+    "signupflow_outbox_deleted_total",
+    "Published outbox events deleted once older than SIGNUPFLOW_OUTBOX_RETENTION (auth)",
+    registry=REGISTRY)
 TABLE_ENTRIES = Gauge(
     "signupflow_table_entries", "Entries of a Faust table held by this worker", ["table"],
     registry=REGISTRY)

@@ -36,7 +36,7 @@ SAMPLE = 5
 @dataclass
 class Snapshot:
     accounts: dict[str, str]  # uuid -> role
-    events: dict[str, list[bytes]]  # uuid -> outbox payloads
+    events: dict[str, list[bytes]]  # uuid -> outbox payloads (published ones expire)
     unpublished: set[str]
     users: dict[str, str]  # uuid -> nickname
     partners: dict[str, str]
@@ -85,7 +85,9 @@ def reconcile(s: Snapshot) -> Report:
     report.add("account without profile", s.accounts.keys() - profiles - waiting)
     report.add("profile without account", profiles - s.accounts.keys())
     report.add("profile both user and partner", s.users.keys() & s.partners.keys())
-    report.add("account without outbox event", s.accounts.keys() - s.events.keys())
+    # The relay deletes published events once older than the retention: an account with a
+    # profile had its event published, so only one without either has lost its event.
+    report.add("account without outbox event", s.accounts.keys() - s.events.keys() - profiles)
     report.add("account with several events", {u for u, e in s.events.items() if len(e) > 1})
     wrong_role, wrong_data = set(), set()
     for uuid, role in s.accounts.items():

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,6 +81,28 @@ async def publish_pending(
             await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_([r.id for r in rows]))
                                .values(published_at=datetime.now(UTC)))
     return len(rows)
+
+
+async def delete_published(engine: AsyncEngine, older_than: datetime, limit: int) -> int:
+    """Delete up to ``limit`` outbox rows published before ``older_than`` (aware), the longest
+    published first; returns how many. Pending rows are never deleted, whatever their age: they
+    are events not yet sent.
+
+    The publish time, not the creation time, is what ages: a row that waited long in the
+    outbox (relay off, broker down) is still kept for the whole retention once published.
+    One statement per batch (``DELETE ... WHERE id IN (SELECT ... LIMIT)``: SQLite has no
+    ``DELETE ... LIMIT``), so the write lock is held only briefly. On PostgreSQL the batch's
+    rows are locked with ``FOR UPDATE SKIP LOCKED``: auth workers sharing one database each
+    delete other rows instead of waiting for one another's locks.
+    """
+    expired = (select(OUTBOX.c.id)
+               .where(OUTBOX.c.published_at.is_not(None), OUTBOX.c.published_at < older_than)
+               .order_by(OUTBOX.c.published_at).limit(limit)
+               .with_for_update(skip_locked=True))
+    with translated():
+        async with engine.begin() as conn:
+            result = await conn.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(expired)))
+    return int(result.rowcount)
 
 
 async def pending_outbox(engine: AsyncEngine, now: datetime) -> tuple[int, float]:

@@ -5,7 +5,8 @@ Guarantee: the member row and its ProfileInsert outbox row commit in one transac
 publishes pending rows in commit order with an idempotent, acks=all producer and marks them
 published only after the broker acknowledged. A crash anywhere loses no event; at worst an event
 is published twice, which the consumers absorb. Auth workers sharing a PostgreSQL database
-split the outbox between their relays (row locks, see ``publish_pending``).
+split the outbox between their relays (row locks, see ``publish_pending``). Published rows are
+deleted by the relay once older than ``SIGNUPFLOW_OUTBOX_RETENTION``; pending rows never are.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -26,9 +28,15 @@ from signupflow.app import create_app
 from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
 from signupflow.kafka_client import durable_producer
-from signupflow.metrics import OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
+from signupflow.metrics import OUTBOX_DELETED, OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
 from signupflow.settings import get_settings
-from signupflow.storage.auth import PendingEvent, pending_outbox, publish_pending, register
+from signupflow.storage.auth import (
+    PendingEvent,
+    delete_published,
+    pending_outbox,
+    publish_pending,
+    register,
+)
 from signupflow.storage.errors import EmailTaken
 from signupflow.streams.common import service_resources
 from signupflow.streams.retry import Backoff
@@ -38,6 +46,9 @@ log = logging.getLogger(__name__)
 STAGE = "auth"
 RELAY_BATCH = 1000
 RELAY_POLL_INTERVAL = 1.0
+#: Seconds between two clean-ups of the outbox, and rows deleted per statement (short locks).
+RETENTION_INTERVAL = 60.0
+RETENTION_BATCH = 500
 MAX_BODY_BYTES = 16 * 1024
 
 settings = get_settings()
@@ -130,9 +141,51 @@ async def relay_once(producer: AIOKafkaProducer) -> int:
     return await publish_pending(await resources.engine(), RELAY_BATCH, publish)
 
 
+def due(last_run: float | None, now: float, interval: float) -> bool:
+    """Whether a periodic job last run at ``last_run`` (None: not yet) runs again at ``now``
+    (monotonic seconds, so a change of the wall clock neither skips nor repeats a run)."""
+    return last_run is None or now - last_run >= interval
+
+
+async def delete_expired(older_than: datetime) -> bool:
+    """Delete the outbox rows published before ``older_than``, batch by batch, and count them.
+
+    True once none is left; False if the relay was woken after a full batch: a new signup
+    waits to be published, which comes first (the next round carries on where this one
+    stopped).
+    """
+    engine = await resources.engine()
+    while True:
+        deleted = await delete_published(engine, older_than, RETENTION_BATCH)
+        OUTBOX_DELETED.inc(deleted)
+        if deleted < RETENTION_BATCH:
+            return True
+        if relay_wakeup.is_set():
+            return False
+
+
+async def retention_round(cleaned: float | None) -> float | None:
+    """The relay's clean-up, if one is due since ``cleaned`` (when the last one finished or
+    failed, monotonic; None: not yet); returns the new ``cleaned``.
+
+    A failure is logged and tried again an interval later: it never stops the relay (the
+    outbox only grows meanwhile).
+    """
+    if not due(cleaned, time.monotonic(), RETENTION_INTERVAL):
+        return cleaned
+    try:
+        finished = await delete_expired(
+            datetime.now(UTC) - timedelta(seconds=settings.outbox_retention))
+    except Exception as exc:
+        log.error("outbox clean-up failed (%r); retrying in %.0fs", exc, RETENTION_INTERVAL)
+        return time.monotonic()
+    return time.monotonic() if finished else cleaned
+
+
 @app.task
 async def outbox_relay() -> None:
-    """Publish the outbox forever: on every commit (wake-up) and every second (catch-up)."""
+    """Publish the outbox forever: on every commit (wake-up) and every second (catch-up);
+    every ``RETENTION_INTERVAL``, delete the rows published longer than the retention ago."""
     if not settings.outbox_relay:
         log.warning("outbox relay is off (SIGNUPFLOW_OUTBOX_RELAY): signups are stored, "
                     "their events wait in the outbox")
@@ -141,6 +194,7 @@ async def outbox_relay() -> None:
     producer = durable_producer(settings.bootstrap_servers, client_id="signupflow-auth-outbox")
     await producer.start()
     backoff = Backoff()
+    cleaned: float | None = None
     try:
         while True:
             relay_wakeup.clear()  # before reading: a commit from now on wakes the next round
@@ -152,6 +206,7 @@ async def outbox_relay() -> None:
                 log.error("outbox relay failed (%r); retrying in %.1fs", exc, backoff.delay)
                 await backoff.sleep()
                 continue
+            cleaned = await retention_round(cleaned)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(relay_wakeup.wait(), RELAY_POLL_INTERVAL)
     finally:

@@ -12,7 +12,8 @@ case per recorder, run per backend), every test here runs once per backend throu
 
 * :class:`TestAuthStorage`: ``register`` (member and outbox row in one transaction, duplicate
   and concurrent duplicate emails), ``publish_pending`` (oldest first, marked only once the
-  publish callback returned, concurrent relays) and ``count_members``;
+  publish callback returned, concurrent relays), ``delete_published`` (retention: published
+  rows only, in batches, concurrent workers) and ``count_members``;
 * :class:`TestMemberStorage`: ``save_profiles`` (inserts, redelivery, conflicting uuid reuse);
 * :class:`TestBatchStorage`: ``save_summaries`` and ``load_summaries``;
 * :class:`TestDb`: ``make_engine``, ``ping``, ``create_schema``, ``insert_ignore``, ``upsert``;
@@ -53,6 +54,7 @@ from signupflow.storage.auth import (
     OUTBOX,
     PendingEvent,
     count_members,
+    delete_published,
     publish_pending,
     register,
 )
@@ -70,6 +72,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 TODAY = date(2026, 1, 2)
 SHORT_WAIT_MS = 200  # busy_timeout (SQLite) / lock_timeout (PostgreSQL) of the lock tests
 REUSED = "reused with different content"
+CUTOFF = NOW - timedelta(days=7)  # the retention's cutoff in the delete_published tests
 
 
 # --- the databases ---------------------------------------------------------------------------
@@ -289,6 +292,23 @@ def summary(partner_id: str, nickname: str = "neon_fox", style_count: int = 3,
             summarized_at: str = "2026-01-02T03:04:06+00:00") -> PartnerSummary:
     return PartnerSummary(partner_id=partner_id, nickname=nickname, style_count=style_count,
                           joined_at=joined_at, summarized_at=summarized_at)
+
+
+async def aged_outbox(engine: AsyncEngine, published: list[datetime | None]) -> list[int]:
+    """One outbox row per entry, created 100 days before NOW and published at that entry's
+    time (None: still pending); returns their ids, in the same order."""
+    for i in range(len(published)):
+        await do_register(engine, signup(f"aged{i}@example.com"), now=NOW - timedelta(days=100))
+    ids = [row["id"] for row in await table_rows(engine, OUTBOX)]
+    async with engine.begin() as conn:
+        for row_id, at in zip(ids, published, strict=True):
+            await conn.execute(OUTBOX.update().where(OUTBOX.c.id == row_id)
+                               .values(published_at=at))
+    return ids
+
+
+async def outbox_ids(engine: AsyncEngine) -> list[int]:
+    return [row["id"] for row in await table_rows(engine, OUTBOX)]
 
 
 class Recorder:
@@ -512,6 +532,75 @@ class TestAuthStorage:
             assert relays[0].ids and relays[1].ids, "the relays did not overlap"
         else:
             assert len(published) >= count
+
+    def test_delete_published_deletes_expired_rows_in_batches_of_limit(
+        self, database: Database
+    ) -> None:
+        """Published before the cutoff: deleted, the longest published first, at most ``limit``
+        per call. Published at or after it: kept. Pending: kept, though created long before."""
+        expired = [CUTOFF - timedelta(days=d) for d in (1, 30, 2, 0.001, 10)]
+        kept = [CUTOFF, CUTOFF + timedelta(microseconds=1), NOW, None, None]
+        ids = database.run(aged_outbox(database.auth, [*expired, *kept]))
+        by_age = [ids[i] for i in sorted(range(len(expired)), key=lambda i: expired[i])]
+        left = list(ids)
+        for deleted in ([by_age[0], by_age[1]], [by_age[2], by_age[3]], [by_age[4]], []):
+            assert database.run(delete_published(database.auth, CUTOFF, 2)) == len(deleted)
+            left = [i for i in left if i not in deleted]
+            assert database.run(outbox_ids(database.auth)) == left
+        assert left == ids[len(expired):]
+        rows = database.run(table_rows(database.auth, OUTBOX))
+        assert [r["published_at"] for r in rows] == kept
+        assert database.run(count_members(database.auth)) == len(ids), "accounts are kept"
+
+    def test_delete_published_never_deletes_pending_rows(self, database: Database) -> None:
+        ids = database.run(aged_outbox(database.auth, [None, None, None]))
+        assert database.run(delete_published(database.auth, NOW + timedelta(days=365), 10)) == 0
+        assert database.run(outbox_ids(database.auth)) == ids
+
+    def test_concurrent_deleters_delete_and_count_each_row_once(
+        self, database: Database
+    ) -> None:
+        """Two auth workers clean one outbox at once: every expired row goes, and their counts
+        add up to the rows deleted (what ``signupflow_outbox_deleted_total`` sums)."""
+        count = 12
+        ids = database.run(aged_outbox(database.auth, [CUTOFF - timedelta(hours=1)] * count
+                                       + [None]))
+
+        async def drain(engine: AsyncEngine) -> int:
+            counts: list[int] = []  # bounded: a count that never drops to 0 fails, not hangs
+            while len(counts) < count and (n := await delete_published(engine, CUTOFF, 2)):
+                counts.append(n)
+                await asyncio.sleep(0)
+            return sum(counts)
+
+        async def both() -> list[int]:
+            return list(await asyncio.gather(drain(database.engine("auth")),
+                                             drain(database.engine("auth"))))
+
+        assert sum(database.run(both())) == count
+        assert database.run(outbox_ids(database.auth)) == ids[count:]
+
+    def test_delete_published_skips_rows_another_worker_locked(
+        self, database: Database
+    ) -> None:
+        """PostgreSQL: rows another worker holds locked are skipped, not waited for (the
+        deleter gives up on a lock after SHORT_WAIT_MS, so waiting would raise Retriable), and
+        deleted by a later call. SQLite has no row locks: each worker has its own file."""
+        if database.kind == "sqlite":
+            pytest.skip("SQLite has no row locks")
+        ids = database.run(aged_outbox(database.auth, [CUTOFF - timedelta(days=1)] * 4))
+        deleter = database.engine("auth", short_wait=True)
+
+        async def while_locked() -> int:
+            async with database.engine("auth").begin() as other:
+                await other.execute(select(OUTBOX.c.id).where(OUTBOX.c.id.in_(ids[:2]))
+                                    .with_for_update())
+                return await delete_published(deleter, CUTOFF, 10)
+
+        assert database.run(while_locked()) == 2
+        assert database.run(outbox_ids(database.auth)) == ids[:2]
+        assert database.run(delete_published(deleter, CUTOFF, 10)) == 2
+        assert database.run(outbox_ids(database.auth)) == []
 
 
 # --- member ----------------------------------------------------------------------------------
