@@ -71,6 +71,8 @@ def test_broker_start_nodes_3_then_topics_gives_replicated_topics(tmp_path: Path
             configs = next(iter(admin.describe_configs(
                 [ConfigResource("topic", name)]).values())).result()
             assert configs["min.insync.replicas"].value == "2", name
+            if name.endswith(".dlq"):  # SIGNUPFLOW_DLQ_RETENTION's default: 30 days
+                assert configs["retention.ms"].value == str(30 * 86400 * 1000), name
         status = cli("broker", "status")
         assert status.returncode == 0, status.stdout
         assert "3 of 3 nodes running" in status.stdout
