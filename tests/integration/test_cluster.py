@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,18 @@ def summaries(system: System) -> int:
 
 def profiles_reach(system: System, count: int) -> Callable[[], bool]:
     return lambda: system.profiles() >= count
+
+
+def lose_node(cluster: System, node: int, progress: Callable[[], int], more: int,
+              kill: bool = True, cap: int = LOAD) -> None:
+    """Stop ``node`` (kill -9, or SIGTERM as in an upgrade), wait until ``progress`` has grown
+    by ``more`` (at most to ``cap``) while it is down: the cluster goes on without it. Then
+    start it again."""
+    cluster.stop_node(node, kill=kill)
+    target = min(progress() + more, cap)
+    cluster.wait_until(lambda: progress() >= target, 180,
+                       f"progress while node {node} is down")
+    cluster.start_nodes()
 
 
 def test_broker_start_nodes_3_then_topics_gives_replicated_topics(tmp_path: Path) -> None:
@@ -88,12 +101,7 @@ def test_leader_of_profile_insert_killed_mid_load(cluster: System) -> None:
     cluster.start()
     load = cluster.signup(LOAD, seed=41)
     cluster.wait_until(lambda: cluster.profiles() >= 200, 180, "member under load")
-    leader = cluster.leader(PROFILE_INSERT, 0)
-    cluster.stop_node(leader, kill=True)
-    before = cluster.profiles()
-    cluster.wait_until(lambda: cluster.profiles() >= min(before + 300, LOAD), 180,
-                       "profiles stored while a broker is down")
-    cluster.start_nodes()
+    lose_node(cluster, cluster.leader(PROFILE_INSERT, 0), cluster.profiles, 300)
     assert finish(load) == LOAD
     cluster.assert_exactly(LOAD, seed=41)
     cluster.wait_in_sync()
@@ -103,11 +111,8 @@ def test_broker_leading_the_changelog_killed_while_batch_writes(cluster: System)
     cluster.start()
     load = cluster.signup(LOAD, seed=42)
     cluster.wait_until(lambda: summaries(cluster) >= 60, 180, "batch under load")
-    cluster.stop_node(cluster.leader(CHANGELOG, 0), kill=True)
-    before = summaries(cluster)
-    cluster.wait_until(lambda: summaries(cluster) >= before + 60, 180,
-                       "summaries written while a broker is down")
-    cluster.start_nodes()
+    lose_node(cluster, cluster.leader(CHANGELOG, 0), partial(summaries, cluster), 60,
+              cap=LOAD // 5)
     assert finish(load) == LOAD
     # verify also compares batch.db with the table, rebuilt from the changelog on restart
     cluster.stop("batch")
@@ -125,10 +130,7 @@ def test_rolling_restart_of_every_node_under_load(cluster: System) -> None:
         load = cluster.signup(LOAD // 3, seed=seed)
         cluster.wait_until(profiles_reach(cluster, total + 100), 180,
                            f"load before node {node} stops")
-        cluster.stop_node(node)
-        cluster.wait_until(profiles_reach(cluster, total + 300), 180,
-                           f"profiles stored while node {node} is down")
-        cluster.start_nodes()
+        lose_node(cluster, node, cluster.profiles, 200, kill=False, cap=total + LOAD // 3)
         total += finish(load)
         cluster.wait_in_sync()
     assert total == 3 * (LOAD // 3)
@@ -144,11 +146,7 @@ def test_two_workers_per_service_on_postgresql_while_a_broker_dies(cluster: Syst
         cluster.start_extra("batch-2", "batch")
         load = cluster.signup(LOAD, seed=46)
         cluster.wait_until(lambda: summaries(cluster) >= 60, 180, "load on every stage")
-        cluster.stop_node(cluster.leader(PARTNER_CREATED, 0), kill=True)
-        before = cluster.profiles()
-        cluster.wait_until(lambda: cluster.profiles() >= min(before + 300, LOAD), 180,
-                           "profiles stored while a broker is down")
-        cluster.start_nodes()
+        lose_node(cluster, cluster.leader(PARTNER_CREATED, 0), cluster.profiles, 300)
         assert finish(load) == LOAD
         cluster.assert_exactly(LOAD, seed=46)
         cluster.wait_in_sync()
