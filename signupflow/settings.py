@@ -80,6 +80,11 @@ def _optional_count(env: Mapping[str, str], name: str) -> int | None:
     return value
 
 
+def _reachable(host: str) -> str:
+    """A host to connect to for one bound to ``host`` (every address: this machine's)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 def _sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
@@ -96,6 +101,8 @@ class Settings:
     web_host: str
     #: the host name other workers reach this one's web views at (Faust's canonical URL)
     web_advertised_host: str
+    #: base URL of each service's web port, for the CLI and the console
+    service_urls: Mapping[str, str]
     web_ports: Mapping[str, int]
     partitions: int
     session_timeout: float
@@ -123,7 +130,8 @@ class Settings:
         return self.database_urls[service]
 
     def web_url(self, service: str) -> str:
-        return f"http://{self.web_host}:{self.web_ports[service]}"
+        """Where the CLI and the console reach ``service``'s web port."""
+        return self.service_urls[service]
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +164,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_urls=db_urls,
         web_host=web_host,
         web_advertised_host=env.get(PREFIX + "WEB_ADVERTISED_HOST") or web_host,
+        service_urls={s: (env.get(f"{PREFIX}{s.upper()}_URL") or
+                          f"http://{_reachable(web_host)}:{p}").rstrip("/")
+                      for s, p in ports.items()},
         web_ports=ports,
         partitions=partitions,
         session_timeout=_float(env, "SESSION_TIMEOUT", 10.0),

@@ -193,6 +193,15 @@ def test_durations_take_a_unit(raw: str, seconds: float) -> None:
     assert settings.dlq_retention == seconds
 
 
+def test_service_urls_default_to_the_web_ports_and_can_be_set() -> None:
+    settings = load_settings({"SIGNUPFLOW_WEB_HOST": "0.0.0.0", "SIGNUPFLOW_AUTH_WEB_PORT": "7000",
+                              "SIGNUPFLOW_MEMBER_URL": "http://member-1:6067/"})
+
+    assert settings.web_url("auth") == "http://127.0.0.1:7000"  # bound everywhere: reach it here
+    assert settings.web_url("member") == "http://member-1:6067"
+    assert settings.web_url("batch") == "http://127.0.0.1:6068"
+
+
 def test_replication_overrides() -> None:
     settings = load_settings({"SIGNUPFLOW_REPLICATION_FACTOR": "3",
                               "SIGNUPFLOW_MIN_INSYNC_REPLICAS": "2"})
