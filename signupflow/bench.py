@@ -8,12 +8,25 @@ measures only itself. Phases, in order:
 * **baseline**: what a user would write instead of Faust: a plain aiokafka consumer doing the
   member stage's work (decode, validate, write profiles and styles, produce PartnerCreated with
   acks=all, commit offsets only after that) with the same delivery guarantees.
+* **peers**: the same member stage written with confluent-kafka by hand and with Quix Streams
+  (:mod:`signupflow.peers`, the ``bench`` extra; skipped, and said so, when a package is
+  missing), each a process of its own with its own topics and database, on the same N events.
+* **member**: the Faust member worker alone (no batch worker) on the same N events, measured
+  like the peers: from the first send until every profile is stored.
+* **catch-up**: the member worker stopped while N events accumulate, then started: how fast it
+  drains a backlog, with and without its start-up (:func:`catchup`).
 * **pipeline**: N events through the real member and batch Faust workers, until every profile
   and every partner summary is stored.
 * **latency**: events at a steady ``--rate`` through the same workers; from the moment a signup
   is accepted (its ``occurred_at``) to its profile row and to its partner summary.
 * **http**: signups through ``POST /signup`` of the real auth worker with concurrent clients,
   at the configured scrypt cost (password hashing dominates this figure).
+* **scaling**: the pipeline again with a second member worker sharing the partitions, against
+  the one-worker pipeline above.
+* **traced**: the pipeline again, tracing on.
+
+Each phase of the Faust workers starts once every earlier event is stored and summarised
+(:func:`settle`), so that none measures another's backlog.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,17 +48,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from signupflow import broker
+from signupflow import broker, peers
 from signupflow.client import post_signups
 from signupflow.db import create_schema, make_engine
-from signupflow.domain.decode import InvalidEvent, decode_profile_insert
 from signupflow.domain.fake import fake_signups
 from signupflow.domain.signup import profile_event, validate_signup
-from signupflow.domain.summary import partner_created
 from signupflow.kafka_client import durable_producer
+from signupflow.peers import missing_peers, partner_messages, split
 from signupflow.settings import SERVICES
 from signupflow.storage.member import save_profiles
-from signupflow.supervisor import start_worker, stop_process, wait_http
+from signupflow.supervisor import start_process, start_worker, stop_process, wait_http
 from signupflow.topic_reader import topic_partitions
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic, ensure_topics
 
@@ -59,9 +71,25 @@ class Env:
     env: dict[str, str]
     partitions: int
     readers: dict[str, sqlite3.Connection] = field(default_factory=dict)
+    #: Events sent to the workers' profile-insert topic so far, and the partners among them:
+    #: what :func:`settle` waits for.
+    sent: int = 0
+    partners: int = 0
 
     def db(self, service: str) -> Path:
+        """A worker's (or a peer's) database."""
         return self.root / "data" / f"{service}.db"
+
+    def log(self, name: str) -> Path:
+        return self.root / "log" / f"{name}.log"
+
+    def url(self, service: str, port: int | None = None) -> str:
+        """The web address of ``service``'s worker (of the one on ``port``, if given)."""
+        return f"http://127.0.0.1:{port or self.env[f'SIGNUPFLOW_{service.upper()}_WEB_PORT']}"
+
+    def count_sent(self, events: Events) -> None:
+        self.sent += len(events)
+        self.partners += sum(1 for e in events if e[2])
 
     def count(self, service: str, sql: str) -> int:
         """A count from ``service``'s database, 0 until the worker has created it.
@@ -188,17 +216,12 @@ async def baseline(env: Env, events: Events) -> dict[str, float]:
     await prod.start()
 
     async def member_stage(cons: Any, records: list[Any]) -> None:
-        profiles, futures = [], []
-        for m in records:
-            try:
-                profiles.append(decode_profile_insert(m.key, m.value, 64 * 1024))
-            except InvalidEvent as exc:
-                futures.append(await prod.send(dlq_topic(source), m.value, key=m.key,
-                                               headers=[("dlq.error", str(exc).encode())]))
+        profiles, dead = split((m.key, m.value) for m in records)
+        futures = [await prod.send(dlq_topic(source), d.value, key=d.key, headers=d.headers)
+                   for d in dead]
         await save_profiles(engine, profiles)
-        for p in profiles:
-            if (e := partner_created(p)) is not None:
-                futures.append(await prod.send(target, e.dumps(), key=e.partner_id.encode()))
+        for key, value in partner_messages(profiles):
+            futures.append(await prod.send(target, value, key=key))
         await asyncio.gather(*futures)
         await cons.commit()
 
@@ -211,36 +234,121 @@ async def baseline(env: Env, events: Events) -> dict[str, float]:
     return {"baseline_signups_per_s": len(events) / elapsed}
 
 
-# --- the real workers -------------------------------------------------------------------------
+# --- measuring what a process stores ------------------------------------------------------------
 
-def profiles(env: Env) -> int:
-    return env.count("member", "SELECT (SELECT count(*) FROM user_profile) + "
-                               "(SELECT count(*) FROM partner_profile)")
+def profiles(env: Env, service: str = "member") -> int:
+    return env.count(service, "SELECT (SELECT count(*) FROM user_profile) + "
+                              "(SELECT count(*) FROM partner_profile)")
 
 
 def summaries(env: Env) -> int:
     return env.count("batch", "SELECT count(*) FROM partner_summary")
 
 
-async def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> float:
-    """Poll ``predicate`` every 5 ms; returns the perf_counter time it became true."""
+async def wait_for(predicate: Callable[[], bool], seconds: float, what: str,
+                   procs: Sequence[subprocess.Popen[bytes]] = ()) -> float:
+    """Poll ``predicate`` every 5 ms; returns the perf_counter time it became true. Fails at
+    once if one of ``procs`` (the processes doing the work) exits."""
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         if predicate():
             return time.perf_counter()
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"benchmark: {what}: process {proc.pid} exited with "
+                                   f"{proc.returncode} (its log is in the run's log folder)")
         await asyncio.sleep(0.005)
     raise TimeoutError(f"benchmark: {what} not reached within {seconds:.0f}s")
 
 
-async def pipeline(env: Env, events: Events) -> dict[str, float]:
-    base_p, base_s = profiles(env), summaries(env)
-    partners = sum(1 for e in events if e[2])
+async def send(env: Env, events: Events, rate: float | None = None, stamp: bool = False) -> None:
+    """``events`` to the workers' profile-insert topic, counted for :func:`settle`."""
+    env.count_sent(events)
+    await produce(env.bootstrap, PROFILE_INSERT, events, rate, stamp)
+
+
+async def settle(env: Env, summarised: bool = True, seconds: float = 600) -> None:
+    """Until every event sent so far is stored (and, with ``summarised``, every partner
+    summarised): no phase measures the backlog of the one before."""
+    await wait_for(lambda: profiles(env) >= env.sent and (
+        not summarised or summaries(env) >= env.partners), seconds, "every earlier event")
+
+
+async def stored(env: Env, events: Events, service: str = "member", topic: str = PROFILE_INSERT,
+                 procs: Sequence[subprocess.Popen[bytes]] = ()) -> tuple[float, float]:
+    """Send ``events`` to ``topic`` and wait until ``service``'s database holds every profile;
+    returns the clock when sending began and when the last profile was stored."""
+    base = profiles(env, service)
+    if topic == PROFILE_INSERT:
+        env.count_sent(events)
     start = time.perf_counter()
-    sending = asyncio.create_task(produce(env.bootstrap, PROFILE_INSERT, events))
-    member_done = await wait_for(lambda: profiles(env) >= base_p + len(events), 600,
-                                 "all profiles")
-    end = await wait_for(lambda: summaries(env) >= base_s + partners, 600, "all summaries")
+    sending = asyncio.create_task(produce(env.bootstrap, topic, events))
+    done = await wait_for(lambda: profiles(env, service) >= base + len(events), 600,
+                          f"all profiles ({service})", procs)
     await sending
+    return start, done
+
+
+# --- peers: the member stage written with other tools -----------------------------------------
+
+async def peer(env: Env, name: str, events: Events) -> dict[str, float]:
+    """A :mod:`signupflow.peers` process on topics and a database of its own: warmed up by one
+    event (it has joined its group), then measured like the member worker alone."""
+    source, target = f"bench-{name}-profile-insert", f"bench-{name}-partner-created"
+    await ensure_topics(env.bootstrap, env.partitions, [source, target, dlq_topic(source)])
+    proc = start_process(peers.command(name, env.bootstrap, source, target, f"bench-{name}",
+                                       env.db(name)), env.log(name), env.env)
+    try:
+        await produce(env.bootstrap, source, make_events(1, seed=96))
+        await wait_for(lambda: profiles(env, name) >= 1, 120, f"{name} warm-up", [proc])
+        start, done = await stored(env, events, name, source, [proc])
+    finally:
+        stop_process(proc)
+    return {f"{name}_signups_per_s": len(events) / (done - start)}
+
+
+# --- the real workers -------------------------------------------------------------------------
+
+async def member_alone(env: Env, events: Events,
+                       procs: Sequence[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """The member worker with no batch worker beside it, like for like with the peers."""
+    await settle(env, summarised=False)
+    start, done = await stored(env, events, procs=procs)
+    return {"member_signups_per_s": len(events) / (done - start)}
+
+
+async def catchup(env: Env, events: Events,
+                  member: subprocess.Popen[bytes]) -> tuple[dict[str, float | None],
+                                                            subprocess.Popen[bytes]]:
+    """Stop the member worker, send ``events``, start it again; returns the figures and the new
+    worker.
+
+    ``catchup_signups_per_s`` counts from the worker's launch to the last profile stored, so
+    it includes the start-up (Python and Faust, joining the group, the first fetch);
+    ``catchup_startup_s`` is the launch to the first profiles stored.
+    ``catchup_drain_signups_per_s`` is the rate after those first profiles, the start-up
+    excluded; None when the first batch held them all (too few events to tell).
+    """
+    await settle(env, summarised=False)
+    stop_process(member)
+    base = profiles(env)
+    await send(env, events)
+    launched = time.perf_counter()
+    member = start_worker("member", env.log("member"), env.env, "warn")
+    first = await wait_for(lambda: profiles(env) > base, 120, "the first caught-up profile",
+                           [member])
+    rest = base + len(events) - profiles(env)
+    done = await wait_for(lambda: profiles(env) >= base + len(events), 600,
+                          "all caught-up profiles", [member])
+    return {"catchup_signups_per_s": len(events) / (done - launched),
+            "catchup_drain_signups_per_s": rest / (done - first) if rest > 0 else None,
+            "catchup_startup_s": first - launched}, member
+
+
+async def pipeline(env: Env, events: Events) -> dict[str, float]:
+    await settle(env)
+    start, member_done = await stored(env, events)
+    end = await wait_for(lambda: summaries(env) >= env.partners, 600, "all summaries")
     return {"pipeline_signups_per_s": len(events) / (end - start),
             # the member stage alone, like for like with the baseline (batch runs alongside)
             "pipeline_member_signups_per_s": len(events) / (member_done - start)}
@@ -261,11 +369,9 @@ def latencies_ms(db: Path, sql: str, keys: set[str]) -> list[float]:
 
 
 async def latency(env: Env, events: Events, rate: float) -> dict[str, float]:
-    base_p, base_s = profiles(env), summaries(env)
-    partners = sum(1 for e in events if e[2])
-    await produce(env.bootstrap, PROFILE_INSERT, events, rate=rate, stamp=True)
-    await wait_for(lambda: profiles(env) >= base_p + len(events), 120, "latency profiles")
-    await wait_for(lambda: summaries(env) >= base_s + partners, 120, "latency summaries")
+    await settle(env)
+    await send(env, events, rate=rate, stamp=True)
+    await settle(env, seconds=120)
     keys = {k.decode() for k, _, _ in events}
     to_profile = latencies_ms(env.db("member"), "SELECT uuid, joined_at, stored_at FROM "
                               "user_profile UNION ALL SELECT uuid, joined_at, stored_at FROM "
@@ -281,12 +387,13 @@ async def latency(env: Env, events: Events, rate: float) -> dict[str, float]:
 
 async def http(env: Env, count: int, concurrency: int) -> dict[str, float]:
     bodies = fake_signups(count, 0.3, seed=7)
-    url = f"http://127.0.0.1:{env.env['SIGNUPFLOW_AUTH_WEB_PORT']}"
     start = time.perf_counter()
-    tally = await post_signups(url, bodies, concurrency)
+    tally = await post_signups(env.url("auth"), bodies, concurrency)
     elapsed = time.perf_counter() - start
     if tally.rejected:
         raise RuntimeError(f"benchmark: HTTP signups rejected: {tally.summary()}")
+    env.sent += count  # auth sends each to profile-insert
+    env.partners += sum(1 for b in bodies if b["role"] == "PARTNER")
     return {"http_signups_per_s": count / elapsed, "http_concurrency": concurrency}
 
 
@@ -296,6 +403,42 @@ def machine() -> dict[str, Any]:
                   if line.startswith("model name")), platform.processor())
     return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
             "kafka": broker.KAFKA_VERSION, "os": platform.platform()}
+
+
+def commit() -> str | None:
+    """The checkout's commit, ``+changes`` if tracked files differ from it; None outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+#: Each ratio of the results: (numerator, denominator).
+RATIOS = {
+    "pipeline_vs_baseline": ("pipeline_signups_per_s", "baseline_signups_per_s"),
+    "member_vs_baseline": ("pipeline_member_signups_per_s", "baseline_signups_per_s"),
+    "baseline_vs_ceiling": ("baseline_signups_per_s", "ceiling_msgs_per_s"),
+    "pipeline_vs_ceiling": ("pipeline_signups_per_s", "ceiling_msgs_per_s"),
+    "tracing_on_vs_off": ("pipeline_traced_signups_per_s", "pipeline_signups_per_s"),
+    "member_vs_quix": ("member_signups_per_s", "quix_signups_per_s"),
+    "member_vs_confluent": ("member_signups_per_s", "confluent_signups_per_s"),
+    "member_alone_vs_baseline": ("member_signups_per_s", "baseline_signups_per_s"),
+    "catchup_vs_member": ("catchup_drain_signups_per_s", "member_signups_per_s"),
+    "member_scaling": ("pipeline_2_members_signups_per_s", "pipeline_1_member_signups_per_s"),
+}
+
+
+def ratios(results: Mapping[str, Any]) -> dict[str, float | None]:
+    """Every ratio of :data:`RATIOS`; None where a figure is missing (a phase was skipped)."""
+    out: dict[str, float | None] = {}
+    for name, (num, den) in RATIOS.items():
+        a, b = results.get(num), results.get(den)
+        out[name] = a / b if a is not None and b else None
+    return out
 
 
 # --- orchestration -----------------------------------------------------------------------------
@@ -317,18 +460,34 @@ def start_env(root: Path, partitions: int) -> Env:
 def start_workers(env: Env, services: Sequence[str] = SERVICES,
                   **extra: str) -> dict[str, subprocess.Popen[bytes]]:
     procs: dict[str, subprocess.Popen[bytes]] = {
-        s: start_worker(s, env.root / "log" / f"{s}.log", {**env.env, **extra}, "warn")
-        for s in services}
+        s: start_worker(s, env.log(s), {**env.env, **extra}, "warn") for s in services}
     for s, proc in procs.items():
-        wait_http(f"http://127.0.0.1:{env.env[f'SIGNUPFLOW_{s.upper()}_WEB_PORT']}/", 90, proc)
+        wait_http(env.url(s) + "/", 90, proc)
     return procs
 
 
-async def warm_up(env: Env, seed: int = 99) -> None:
-    """One partner event end to end: the consumer groups have joined and the DBs exist."""
-    base_p, base_s = profiles(env), summaries(env)
-    await produce(env.bootstrap, PROFILE_INSERT, make_events(1, partner_ratio=1.0, seed=seed))
-    await wait_for(lambda: profiles(env) > base_p and summaries(env) > base_s, 120, "warm-up")
+def start_second_member(env: Env, first: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """A second member worker (own web port and log) in the group of the first; returns once
+    both are ready: partitions shared out, the rebalance over."""
+    port = broker.free_port()
+    proc = start_worker("member", env.log("member-2"),
+                        {**env.env, "SIGNUPFLOW_MEMBER_WEB_PORT": str(port)}, "warn")
+    wait_http(env.url("member", port) + "/ready", 90, proc)
+    wait_http(env.url("member") + "/ready", 90, first)
+    return proc
+
+
+async def warm_up(env: Env, seed: int = 99, count: int = 1, summarised: bool = True) -> None:
+    """``count`` partner events end to end: the consumer groups have joined and the DBs
+    exist (and the backlog of earlier phases is drained)."""
+    await send(env, make_events(count, partner_ratio=1.0, seed=seed))
+    await settle(env, summarised)
+
+
+def stop(procs: dict[str, subprocess.Popen[bytes]], *names: str) -> None:
+    for name in names:
+        if name in procs:
+            stop_process(procs.pop(name))
 
 
 async def run(signups: int, rate: float, http_signups: int, concurrency: int, partitions: int,
@@ -337,33 +496,63 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
         root = Path(tmp)
         env = await asyncio.to_thread(start_env, root, partitions)  # blocking start-up
         procs: dict[str, subprocess.Popen[bytes]] = {}
+        results: dict[str, Any] = {"signups": signups, "partitions": partitions, "skipped": []}
         try:
             await ensure_topics(env.bootstrap, partitions,
                                 [PROFILE_INSERT, PARTNER_CREATED, *map(dlq_topic, (
                                     PROFILE_INSERT, PARTNER_CREATED))])
-            # built up front, so that no phase's clock (or CPU) includes building the next's
-            events, pipeline_events = make_events(signups), make_events(signups, seed=2)
+            # built up front, so that no phase's clock (or CPU) includes building the next's;
+            # the workers' phases each need their own uuids
+            events, catchup_events = make_events(signups), make_events(signups, seed=5)
+            pipeline_events, scaled_events = make_events(signups, seed=2), make_events(
+                signups, seed=6)
             traced_events = make_events(signups, seed=4)
             lat_events = make_events(max(50, min(signups, int(rate * 10))), seed=3)
-            results: dict[str, Any] = {"signups": signups, "partitions": partitions}
             progress("ceiling (raw aiokafka produce + consume)")
             results.update(await ceiling(env, events))
             progress("baseline (hand-written aiokafka member consumer)")
             results.update(await baseline(env, events))
-            progress("starting the Faust workers")
-            procs = await asyncio.to_thread(start_workers, env)
-            await warm_up(env)
+            missing = missing_peers()
+            for name, what in (("confluent", "hand-written confluent-kafka member consumer"),
+                               ("quix", "Quix Streams member application")):
+                if name in missing:
+                    progress(f"{name}: skipped, {missing[name]}")
+                    results[f"{name}_signups_per_s"] = None
+                    results["skipped"].append(f"{name}: {missing[name]}")
+                    continue
+                progress(f"{name} ({what})")
+                results.update(await peer(env, name, events))
+            progress("member (the Faust member worker alone)")
+            procs = await asyncio.to_thread(start_workers, env, ("member",))
+            await warm_up(env, seed=97, summarised=False)
+            results.update(await member_alone(env, events, [procs["member"]]))
+            progress(f"catch-up (the member worker stopped while {signups} events accumulate)")
+            figures, procs["member"] = await catchup(env, catchup_events, procs["member"])
+            results.update(figures)
+            progress("starting the auth and batch workers")
+            procs.update(await asyncio.to_thread(start_workers, env, ("auth", "batch")))
+            await warm_up(env, seed=99)
             progress("pipeline (member + batch Faust workers)")
             results.update(await pipeline(env, pipeline_events))
+            results["pipeline_1_member_signups_per_s"] = results["pipeline_signups_per_s"]
             progress(f"latency ({len(lat_events)} events at {rate:.0f}/s)")
             results.update(await latency(env, lat_events, rate))
             progress(f"http ({http_signups} signups, {concurrency} clients)")
             results.update(await http(env, http_signups, concurrency))
+            await settle(env)
+            if partitions >= 2:
+                progress("pipeline with 2 member workers")
+                procs["member-2"] = await asyncio.to_thread(
+                    start_second_member, env, procs["member"])
+                await warm_up(env, seed=95, count=2 * partitions)
+                scaled = await pipeline(env, scaled_events)
+                results["pipeline_2_members_signups_per_s"] = scaled["pipeline_signups_per_s"]
+            else:
+                results["pipeline_2_members_signups_per_s"] = None
+                results["skipped"].append("scaling: 1 partition, nothing to share")
             progress("pipeline again, tracing on (SIGNUPFLOW_TRACE_FILE)")
-            settled = 1 + len(pipeline_events) + len(lat_events) + http_signups
-            await wait_for(lambda: profiles(env) >= settled, 120, "the http signups")
-            for service in ("member", "batch"):
-                stop_process(procs.pop(service))
+            await settle(env)
+            stop(procs, "member", "member-2", "batch")
             procs.update(await asyncio.to_thread(
                 start_workers, env, ("member", "batch"),
                 SIGNUPFLOW_TRACE_FILE=str(root / "spans.jsonl")))
@@ -372,44 +561,60 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
             results["pipeline_traced_signups_per_s"] = traced["pipeline_signups_per_s"]
         finally:
             env.close()
-            for proc in procs.values():
-                stop_process(proc)
+            stop(procs, *procs)
             broker.stop(root / "broker")
-    results["pipeline_vs_baseline"] = results["pipeline_signups_per_s"] / results[
-        "baseline_signups_per_s"]
-    results["member_vs_baseline"] = results["pipeline_member_signups_per_s"] / results[
-        "baseline_signups_per_s"]
-    results["baseline_vs_ceiling"] = results["baseline_signups_per_s"] / results[
-        "ceiling_msgs_per_s"]
-    results["pipeline_vs_ceiling"] = results["pipeline_signups_per_s"] / results[
-        "ceiling_msgs_per_s"]
-    results["tracing_on_vs_off"] = results["pipeline_traced_signups_per_s"] / results[
-        "pipeline_signups_per_s"]
+    results.update(ratios(results))
     results["machine"] = machine()
+    results["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["commit"] = commit()
     return results
+
+
+def per_s(value: float | None, unit: str = "signups/s") -> str:
+    """A throughput in the table's column, or why there is none."""
+    return f"{value:>9,.0f} {unit}" if value is not None else f"{'skipped':>9} {unit}"
+
+
+def times(ratio: float | None, what: str) -> str:
+    return f"{ratio:.2f} x {what}" if ratio is not None else f"- x {what}"
 
 
 def render(r: dict[str, Any]) -> str:
     m = r["machine"]
     return "\n".join([
         f"signupflow bench: {r['signups']} signups, {r['partitions']} partitions, "
-        f"{m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, Kafka {m['kafka']}",
-        f"  ceiling   raw aiokafka produce+consume   {r['ceiling_msgs_per_s']:>9,.0f} msgs/s"
-        f"   (produce alone {r['ceiling_produce_msgs_per_s']:,.0f}/s)",
-        f"  baseline  hand-written member consumer  {r['baseline_signups_per_s']:>9,.0f} "
-        f"signups/s   = {r['baseline_vs_ceiling']:.2f} x ceiling",
-        f"  pipeline  Faust member + batch workers  {r['pipeline_signups_per_s']:>9,.0f} "
-        f"signups/s   = {r['pipeline_vs_baseline']:.2f} x baseline, "
-        f"{r['pipeline_vs_ceiling']:.2f} x ceiling",
-        f"            of which the member stage   {r['pipeline_member_signups_per_s']:>9,.0f} "
-        f"signups/s   = {r['member_vs_baseline']:.2f} x baseline",
-        f"            with tracing on             {r['pipeline_traced_signups_per_s']:>9,.0f} "
-        f"signups/s   = {r['tracing_on_vs_off']:.2f} x tracing off",
-        f"  http      POST /signup                  {r['http_signups_per_s']:>9,.0f} "
-        f"signups/s   ({r['http_concurrency']} clients, scrypt-bound)",
+        f"{m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, Kafka {m['kafka']}; "
+        f"{r['date']}, commit {r['commit'] or 'unknown'}",
+        f"  ceiling   raw aiokafka produce+consume   {per_s(r['ceiling_msgs_per_s'], 'msgs/s')}"
+        f"      (produce alone {r['ceiling_produce_msgs_per_s']:,.0f}/s)",
+        f"  baseline  hand-written member consumer  {per_s(r['baseline_signups_per_s'])}"
+        f"   = {times(r['baseline_vs_ceiling'], 'ceiling')}",
+        "  peers, the member stage alone, each on the same events:",
+        f"            confluent-kafka by hand       {per_s(r['confluent_signups_per_s'])}",
+        f"            Quix Streams                  {per_s(r['quix_signups_per_s'])}",
+        f"            Faust member worker           {per_s(r['member_signups_per_s'])}"
+        f"   = {times(r['member_vs_quix'], 'Quix')}, "
+        f"{times(r['member_vs_confluent'], 'confluent')}, "
+        f"{times(r['member_alone_vs_baseline'], 'baseline')}",
+        f"  catch-up  member worker, after a stop   {per_s(r['catchup_signups_per_s'])}"
+        f"   (start-up {r['catchup_startup_s']:.1f} s included; after it "
+        f"{per_s(r['catchup_drain_signups_per_s']).strip()} = "
+        f"{times(r['catchup_vs_member'], 'member alone')})",
+        f"  pipeline  Faust member + batch workers  {per_s(r['pipeline_signups_per_s'])}"
+        f"   = {times(r['pipeline_vs_baseline'], 'baseline')}, "
+        f"{times(r['pipeline_vs_ceiling'], 'ceiling')}",
+        f"            of which the member stage   {per_s(r['pipeline_member_signups_per_s'])}"
+        f"   = {times(r['member_vs_baseline'], 'baseline')}",
+        f"            with 2 member workers       {per_s(r['pipeline_2_members_signups_per_s'])}"
+        f"   = {times(r['member_scaling'], '1 member worker')}",
+        f"            with tracing on             {per_s(r['pipeline_traced_signups_per_s'])}"
+        f"   = {times(r['tracing_on_vs_off'], 'tracing off')}",
+        f"  http      POST /signup                  {per_s(r['http_signups_per_s'])}"
+        f"   ({r['http_concurrency']} clients, scrypt-bound)",
         f"  latency at {r['latency_rate_per_s']:.0f}/s  accepted -> profile  "
         f"p50 {r['latency_ms_p50']:.1f} ms  p95 {r['latency_ms_p95']:.1f} ms  "
         f"p99 {r['latency_ms_p99']:.1f} ms",
         f"                     accepted -> summary  p50 {r['summary_latency_ms_p50']:.1f} ms  "
         f"p95 {r['summary_latency_ms_p95']:.1f} ms  p99 {r['summary_latency_ms_p99']:.1f} ms",
+        *(f"  skipped   {reason}" for reason in r["skipped"]),
     ])

@@ -29,12 +29,18 @@ def worker_command(service: str, log_level: str = "info") -> list[str]:
 
 def start_worker(service: str, log_path: Path, env: Mapping[str, str] | None = None,
                  log_level: str = "info") -> subprocess.Popen[bytes]:
+    return start_process(worker_command(service, log_level), log_path, env)
+
+
+def start_process(command: list[str], log_path: Path,
+                  env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``command`` in a session of its own (stopped by its pid), its output appended to
+    ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
-            worker_command(service, log_level), stdout=log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=dict(env if env is not None else os.environ),
-            start_new_session=True,
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(env if env is not None else os.environ), start_new_session=True,
         )
 
 

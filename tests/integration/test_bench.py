@@ -7,9 +7,18 @@ import os
 import subprocess
 import sys
 
+from signupflow.bench import render
+from signupflow.peers import missing_peers
+
 KEYS = {"ceiling_msgs_per_s", "baseline_signups_per_s", "pipeline_signups_per_s",
         "http_signups_per_s", "pipeline_vs_baseline", "latency_ms_p50", "latency_ms_p95",
-        "latency_ms_p99", "pipeline_traced_signups_per_s", "tracing_on_vs_off", "machine"}
+        "latency_ms_p99", "pipeline_traced_signups_per_s", "tracing_on_vs_off",
+        "member_signups_per_s", "catchup_signups_per_s", "catchup_startup_s",
+        "pipeline_1_member_signups_per_s", "pipeline_2_members_signups_per_s", "member_scaling",
+        "machine"}
+#: Figures of a peer (and the ratios to it): a number, or None when its package is missing.
+PEER_KEYS = {"confluent": {"confluent_signups_per_s", "member_vs_confluent"},
+             "quix": {"quix_signups_per_s", "member_vs_quix"}}
 
 
 def test_bench_prints_every_figure_as_json() -> None:
@@ -21,12 +30,26 @@ def test_bench_prints_every_figure_as_json() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout)
-    assert figures.keys() >= KEYS
+    assert figures.keys() >= KEYS | set().union(*PEER_KEYS.values())
     assert figures["signups"] == 300
     for key in KEYS - {"machine"}:
         assert figures[key] > 0, key
+    missing = missing_peers()
+    for peer, keys in PEER_KEYS.items():
+        for key in keys:
+            assert (figures[key] is None) if peer in missing else (figures[key] > 0), key
+    # None when the worker's first batch took every event: too few to tell
+    assert figures["catchup_drain_signups_per_s"] is None or (
+        figures["catchup_drain_signups_per_s"] > 0)
+    assert figures["skipped"] == [f"{peer}: {why}" for peer, why in missing.items()]
     assert figures["pipeline_vs_baseline"] == (
         figures["pipeline_signups_per_s"] / figures["baseline_signups_per_s"])
     assert figures["latency_ms_p50"] <= figures["latency_ms_p95"] <= figures["latency_ms_p99"]
     assert figures["machine"]["cpus"] >= 1
+    assert figures["date"] and figures["commit"]
     assert "... pipeline" in result.stderr  # progress goes to stderr, JSON alone to stdout
+    assert "Quix Streams" in render(figures)
+    # a peer whose package is missing is reported, not fatal
+    without_quix = {**figures, "quix_signups_per_s": None, "member_vs_quix": None,
+                    "skipped": ["quix: quixstreams is not installed"]}
+    assert "skipped quix: quixstreams is not installed" in " ".join(render(without_quix).split())
