@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -60,15 +61,25 @@ async def save_profiles(engine: AsyncEngine, profiles: Sequence[ProfileInsert]) 
 
 
 async def _stored(conn: AsyncConnection, uuids: set[str]) -> dict[str, Fingerprint]:
-    """The fingerprints of the profiles stored under ``uuids``."""
+    """The fingerprints of the profiles stored under ``uuids``.
+
+    Profiles first, then their styles: each statement reads what was committed when it began
+    (SQLite before the write lock, PostgreSQL's read committed), so a profile seen has its
+    styles committed too. Read the other way round, a concurrent writer's commit in between
+    showed its profile without styles: a false conflicting reuse (two writers of one batch).
+    """
     found: dict[str, Fingerprint] = {}
     if not uuids:
         return found
-    styles: dict[str, set[int]] = {}
-    for row in await conn.execute(select(STYLES).where(STYLES.c.uuid.in_(uuids))):
-        styles.setdefault(row.uuid, set()).add(row.style_id)
+    profiles: dict[str, tuple[str, Any]] = {}
     for kind, table in (("USER", USERS), ("PARTNER", PARTNERS)):
         for row in await conn.execute(select(table).where(table.c.uuid.in_(uuids))):
-            found[row.uuid] = Fingerprint.of(kind, row.nickname, styles.get(row.uuid, ()),
-                                             row.joined_at)
+            profiles[row.uuid] = (kind, row)
+    if not profiles:
+        return found
+    styles: dict[str, set[int]] = {}
+    for row in await conn.execute(select(STYLES).where(STYLES.c.uuid.in_(profiles))):
+        styles.setdefault(row.uuid, set()).add(row.style_id)
+    for uuid, (kind, row) in profiles.items():
+        found[uuid] = Fingerprint.of(kind, row.nickname, styles.get(uuid, ()), row.joined_at)
     return found
