@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from faust.types import TopicT
+from mode import want_seconds
 
 PROFILE_INSERT = "profile-insert"
 PARTNER_CREATED = "partner-created"
@@ -54,19 +57,31 @@ async def _described(
         await asyncio.sleep(0.2)
 
 
+def topic_config(topic: TopicT) -> dict[str, str]:
+    """The Kafka settings a Faust topic asks for (a table's changelog: compacted, and for a
+    windowed table deleted after the window's expiry too), with its own extra config."""
+    policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting))
+              if on]
+    config = {"cleanup.policy": ",".join(policy)} if policy else {}
+    if topic.retention:
+        config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+    return {**config, **{k: str(v) for k, v in (topic.config or {}).items()}}
+
+
 async def ensure_topics(
     bootstrap: str, partitions: int, names: Iterable[str] | None = None,
-    compacted: Iterable[str] = (),
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create missing topics; refuse to run against a topic with another partition count.
 
-    ``compacted`` topics (table changelogs) keep only the latest record per key.
+    ``configs``: more topics to create, each with its Kafka settings (table changelogs, see
+    :func:`topic_config`). An existing topic keeps its settings.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    compact = set(compacted)
-    wanted = [*(names if names is not None else all_topics()), *sorted(compact)]
+    configs = configs or {}
+    wanted = [*(names if names is not None else all_topics()), *sorted(configs)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -76,7 +91,7 @@ async def ensure_topics(
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([
                     NewTopic(n, num_partitions=partitions, replication_factor=1,
-                             topic_configs={"cleanup.policy": "compact"} if n in compact else {})
+                             topic_configs=dict(configs.get(n, {})))
                     for n in missing
                 ])
         for topic in await _described(admin, wanted):
