@@ -39,9 +39,19 @@ class Recorder:
 
     async def send(self, **kwargs: Any) -> asyncio.Future[None]:
         self.sent.append(kwargs)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
+        return acknowledged()
+
+    def send_changelog(self, partition: int, key: Any, value: Any, *_: Any
+                       ) -> asyncio.Future[None]:
+        """Stands in for ``table.send_changelog``."""
+        self.sent.append({"partition": partition, "key": key, "value": value})
+        return acknowledged()
+
+
+def acknowledged() -> asyncio.Future[None]:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -88,13 +98,7 @@ def member_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
     monkeypatch.setattr(member.dead_letters, "_sent", OrderedDict())  # offsets restart at 0
     changelog = Recorder()
 
-    def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
-        changelog.sent.append({"partition": partition, "key": key, "value": value})
-        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        acked.set_result(None)
-        return acked
-
-    monkeypatch.setattr(member.signups.table, "send_changelog", send_changelog)
+    monkeypatch.setattr(member.signups.table, "send_changelog", changelog.send_changelog)
     monkeypatch.setattr(member.signups.table.data, "data", {})
     return {"db": db, "partners": partners, "dlq": dlq, "changelog": changelog}
 
@@ -164,13 +168,7 @@ def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     monkeypatch.setattr(batch.dead_letters.topic, "send", dlq.send)
     monkeypatch.setattr(batch.dead_letters, "_sent", OrderedDict())  # offsets restart at 0
 
-    def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
-        changelog.sent.append({"partition": partition, "key": key, "value": value})
-        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        acked.set_result(None)
-        return acked
-
-    monkeypatch.setattr(batch.partner_summary, "send_changelog", send_changelog)
+    monkeypatch.setattr(batch.partner_summary, "send_changelog", changelog.send_changelog)
     return {"db": db, "dlq": dlq, "changelog": changelog}
 
 
