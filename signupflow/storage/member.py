@@ -63,10 +63,10 @@ async def save_profiles(
                     if reason is not None:
                         refused[i] = reason
                     else:
-                        minute_of.setdefault(p.uuid, _minute(p, partitions, i))
+                        minute_of.setdefault(p.uuid, _minute(p, mine, partitions, i))
                     continue
                 known[p.uuid] = mine
-                minute_of[p.uuid] = _minute(p, partitions, i)
+                minute_of[p.uuid] = _minute(p, mine, partitions, i)
                 row = {"uuid": p.uuid, "nickname": p.nickname,
                        "joined_at": mine.occurred_at, "stored_at": now}
                 (partners if p.role == "PARTNER" else users).append(row)
@@ -86,8 +86,8 @@ async def save_profiles(
     return refused
 
 
-def _minute(p: ProfileInsert, partitions: Sequence[int], i: int) -> MinuteKey:
-    return p.role, partitions[i] if partitions else 0, window_start(p.occurred_at)
+def _minute(p: ProfileInsert, mine: Fingerprint, partitions: Sequence[int], i: int) -> MinuteKey:
+    return p.role, partitions[i] if partitions else 0, window_start(mine.occurred_at)
 
 
 async def _count(conn: AsyncConnection, dialect: str, new: Counter[MinuteKey],

@@ -108,8 +108,9 @@ async def handle(events: Sequence[RawEvent]) -> list[ProfileInsert]:
     await until_done(f"{STAGE} dead letters", partial(dead_letters.send, decoded.dead))
     partners = [(e, traced.headers_for(raw)) for p, raw in written
                 if (e := partner_created(p)) is not None]
-    await until_done(f"{STAGE} publish partner-created", partial(publish_partners, partners))
-    await until_done(f"{STAGE} changelog", lambda: per_minute.record(signups, counts, time.time()))
+    await asyncio.gather(  # independent: one broker round trip for both
+        until_done(f"{STAGE} publish partner-created", partial(publish_partners, partners)),
+        until_done(f"{STAGE} changelog", lambda: per_minute.record(signups, counts, time.time())))
     traced.end(decoded.dead)
     count_batch(STAGE, len(events), len(decoded.dead))
     return [p for p, _ in written]
