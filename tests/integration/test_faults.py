@@ -115,6 +115,7 @@ def test_broker_restart_under_load_loses_and_duplicates_nothing(tmp_system: Syst
     tmp_system.start_broker()  # same store, same port
     assert finish(load) == LOAD
     tmp_system.assert_exactly(LOAD, seed=15)
+    tmp_system.assert_counted_per_minute()
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
