@@ -15,7 +15,7 @@ from faust.types import TransportT
 from signupflow import tracing, transport
 from signupflow.probes import Check, Refresher, broker_reachable, register_probes
 from signupflow.settings import Settings, get_settings
-from signupflow.topics import TopicPolicy, ensure_topics, leader_topic
+from signupflow.topics import TopicPolicy, ensure_topics, leader_topic, topic_config
 
 #: How often a worker refreshes the cluster's metadata, at the latest (ms).
 METADATA_MAX_AGE_MS = 10_000
@@ -61,8 +61,9 @@ class ServiceApp(faust.App):
 
     Faust checks a table's source topic against its changelog using the partition counts the
     consumer saw when it joined; a changelog created a moment later reads as 0 partitions until
-    the next rebalance. Creating every topic up front (changelogs compacted) avoids that race
-    and an auto-created topic with a wrong partition count.
+    the next rebalance. Creating every topic up front (changelogs as their tables ask:
+    compacted, and for a windowed table deleted after its expiry) avoids that race and an
+    auto-created topic with a wrong partition count.
     """
 
     signupflow_topics: list[str]
@@ -75,9 +76,10 @@ class ServiceApp(faust.App):
 
     async def on_first_start(self) -> None:
         s = self.signupflow_settings
-        changelogs = [t.changelog_topic.get_topic_name() for t in self.tables.values()]
+        changelogs = {t.changelog_topic.get_topic_name(): topic_config(t.changelog_topic)
+                      for t in self.tables.values()}
         states = await ensure_topics(s.bootstrap_servers, s.partitions,
-                                     self.signupflow_topics, compacted=changelogs,
+                                     self.signupflow_topics, configs=changelogs,
                                      policy=TopicPolicy.from_settings(s),
                                      single=[leader_topic(self.conf.id)])
         # Anything Faust declares itself is replicated the same way.

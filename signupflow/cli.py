@@ -17,10 +17,10 @@ from signupflow.settings import SERVICES, get_settings
 from signupflow.topics import (
     TopicPolicy,
     all_topics,
-    changelogs,
     describe_partitions,
     ensure_topics,
     leader_topics,
+    table_topics,
 )
 
 
@@ -47,7 +47,7 @@ def start_broker_with_topics(port: int, nodes: int) -> local_broker.BrokerStatus
     try:
         status = local_broker.start(s.broker_home, port, nodes)
         asyncio.run(ensure_topics(status.bootstrap, s.partitions, all_topics(),
-                                  compacted=changelogs(s), policy=TopicPolicy.from_settings(s),
+                                  configs=table_topics(), policy=TopicPolicy.from_settings(s),
                                   single=leader_topics(s)))
     except (local_broker.BrokerError, RuntimeError) as exc:
         fail(str(exc))
@@ -116,7 +116,7 @@ def topics() -> None:
     s = get_settings()
     try:
         states = asyncio.run(ensure_topics(s.bootstrap_servers, s.partitions, all_topics(),
-                                           compacted=changelogs(s),
+                                           configs=table_topics(),
                                            policy=TopicPolicy.from_settings(s),
                                            single=leader_topics(s)))
     except Exception as exc:

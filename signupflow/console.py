@@ -2,8 +2,10 @@
 
 The page is static HTML with a little inline JavaScript (no build step, nothing from the
 internet). Every few seconds it reads ``/console/data``, which this worker assembles from the
-three workers' own ``/metrics`` and ``/ready``, and the partner table through ``/partners/``
-(paged, searchable). Nicknames are user text: the page only ever sets them as text.
+three workers' own ``/metrics`` and ``/ready`` and the member service's signups-per-minute
+table (``/signups-per-minute/``, every member worker's partitions), and the partner table
+through ``/partners/`` (paged, searchable). Nicknames are user text: the page only ever sets
+them as text.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from signupflow.settings import SERVICES, Settings
 
+#: Minutes of the signups-per-minute chart.
+CHART_MINUTES = 60
 #: What each stage counts as its processed events.
 PROCESSED = {
     "auth": ("signupflow_signups_total", {"outcome": "created"}),
@@ -67,6 +71,19 @@ async def gather_stages(urls: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return dict(zip(urls, results, strict=True))
 
 
+async def per_minute(member_url: str) -> dict[str, Any]:
+    """The last hour of signups per minute by role, as the member workers' table has them; or
+    why not."""
+    timeout = aiohttp.ClientTimeout(total=6)  # a member worker may ask the others (5 s)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+                f"{member_url}/signups-per-minute/?minutes={CHART_MINUTES}") as resp:
+            answer: dict[str, Any] = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        return {"error": f"{member_url}: {exc!r}"}
+    return answer
+
+
 def register_console(app: faust.App, settings: Settings) -> None:
     """``/console`` and its data, ``/console/data``."""
     urls: dict[str, str] = {s: settings.web_url(s) for s in SERVICES}
@@ -74,7 +91,9 @@ def register_console(app: faust.App, settings: Settings) -> None:
     @app.page("/console/data")
     class ConsoleData(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"stages": await gather_stages(urls)})
+            stages, minutes = await asyncio.gather(gather_stages(urls),
+                                                   per_minute(urls["member"]))
+            return self.json({"stages": stages, "per_minute": minutes})
 
     @app.page("/console")
     class Console(View):

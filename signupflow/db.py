@@ -100,9 +100,11 @@ def insert_ignore(table: Table, dialect: str) -> Insert:
     return stmt
 
 
-def upsert(table: Table, dialect: str, key: Sequence[str]) -> Insert:
-    """``INSERT ... ON CONFLICT (key) DO UPDATE`` setting every other column."""
+def upsert(table: Table, dialect: str, key: Sequence[str], add: Sequence[str] = ()) -> Insert:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` setting every other column, or adding the
+    new value to the stored one for the columns in ``add`` (counters)."""
     stmt = _insert(table, dialect)
-    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
+    updates = {c.name: c + stmt.excluded[c.name] if c.name in add else stmt.excluded[c.name]
+               for c in table.columns if c.name not in key}
     upserting: Insert = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
     return upserting

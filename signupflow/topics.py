@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from faust.types import TopicT
+from mode import want_seconds
 
 if TYPE_CHECKING:
     from signupflow.settings import Settings
@@ -27,19 +30,29 @@ def dlq_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
-#: The Faust tables of each service, each backed by a compacted changelog topic.
-TABLES: dict[str, tuple[str, ...]] = {"batch": ("partner-summary",)}
-
-
 def changelog_topic(app_id: str, table: str) -> str:
     """The name Faust gives a table's changelog topic."""
     return f"{app_id}-{table}-changelog"
 
 
-def changelogs(settings: Settings) -> list[str]:
-    """Every table's changelog topic, named after its service's app id."""
-    return [changelog_topic(settings.app_ids[service], table)
-            for service, tables in TABLES.items() for table in tables]
+def topic_config(topic: TopicT) -> dict[str, str]:
+    """The Kafka settings a Faust topic asks for (a table's changelog: compacted, and for a
+    windowed table deleted after the window's expiry too), with its own extra config."""
+    policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting))
+              if on]
+    config = {"cleanup.policy": ",".join(policy)} if policy else {}
+    if topic.retention:
+        config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+    return {**config, **{k: str(v) for k, v in (topic.config or {}).items()}}
+
+
+def table_topics() -> dict[str, dict[str, str]]:
+    """Every worker's table changelogs, each with the settings its table asks for (for
+    ``signupflow topics``, which creates them ahead of the workers)."""
+    from signupflow.streams import batch, member
+
+    return {t.changelog_topic.get_topic_name(): topic_config(t.changelog_topic)
+            for app in (batch.app, member.app) for t in app.tables.values()}
 
 
 def leader_topic(app_id: str) -> str:
@@ -100,14 +113,14 @@ class TopicPolicy:
                 f"{factor}: no write could ever be acknowledged")
         return factor, min_isr
 
-    def configs(self, name: str, min_isr: int, compacted: bool) -> dict[str, str]:
-        """The topic configs signupflow sets on a topic it creates."""
+    def configs(self, name: str, min_isr: int,
+                extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The topic configs signupflow sets on a topic it creates (``extra``: what its Faust
+        table asks for)."""
         configs = {"min.insync.replicas": str(min_isr)}
-        if compacted:
-            configs["cleanup.policy"] = "compact"
         if name.endswith(DLQ_SUFFIX):
             configs["retention.ms"] = str(self.dlq_retention_ms)
-        return configs
+        return {**configs, **(extra or {})}
 
 
 @dataclass(frozen=True)
@@ -185,21 +198,22 @@ async def _min_insync(admin: Any, names: list[str]) -> dict[str, int]:
 
 async def ensure_topics(
     bootstrap: str, partitions: int, names: Iterable[str] | None = None,
-    compacted: Iterable[str] = (), policy: TopicPolicy | None = None,
-    single: Iterable[str] = (),
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+    policy: TopicPolicy | None = None, single: Iterable[str] = (),
 ) -> list[TopicState]:
     """Create missing topics (replicated as ``policy`` says); refuse to run against a topic with
     another partition count or fewer replicas. Returns every topic's state.
 
-    ``compacted`` topics (table changelogs) keep only the latest record per key; ``single``
-    topics (Faust's leader topics) have one partition.
+    ``configs``: more topics to create, each with its Kafka settings (table changelogs, see
+    :func:`topic_config`); an existing topic keeps its settings. ``single`` topics (Faust's
+    leader topics) have one partition.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
     policy = policy or TopicPolicy()
-    compact, ones = set(compacted), set(single)
-    wanted = [*(names if names is not None else all_topics()), *sorted(compact), *sorted(ones)]
+    configs, ones = configs or {}, set(single)
+    wanted = [*(names if names is not None else all_topics()), *sorted(configs), *sorted(ones)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -216,7 +230,7 @@ async def ensure_topics(
                 await admin.create_topics([
                     NewTopic(n, num_partitions=1 if n in ones else partitions,
                              replication_factor=factor,
-                             topic_configs=policy.configs(n, min_isr, n in compact))
+                             topic_configs=policy.configs(n, min_isr, configs.get(n)))
                     for n in missing
                 ])
         described = await _described(admin, wanted)

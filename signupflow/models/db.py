@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, LargeBinary, Table
+from sqlalchemy import BigInteger, Column, LargeBinary, Table
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -78,6 +78,18 @@ class FavoriteStyle(MemberTable, table=True):
     __tablename__ = "favorite_style"
     uuid: str = Field(primary_key=True, max_length=36)
     style_id: int = Field(primary_key=True)
+
+
+class SignupMinute(MemberTable, table=True):
+    """Signups per minute (of ``joined_at``) by role and source partition, counted in the
+    transaction that stores the profile, and only when it inserts it: the truth the member
+    service's ``signups-per-minute`` table is (re)written from. Rows older than a day go."""
+
+    __tablename__ = "signup_minute"
+    window_start: int = Field(primary_key=True, sa_type=BigInteger)  # epoch seconds
+    role: str = Field(primary_key=True, max_length=10)
+    source_partition: int = Field(primary_key=True)
+    signups: int
 
 
 class PartnerSummaryRow(BatchTable, table=True):

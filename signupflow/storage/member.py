@@ -1,29 +1,36 @@
-"""member.db: user and partner profiles and their favourite styles."""
+"""member.db: user and partner profiles, their favourite styles, and signups per minute."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import MutableMapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signupflow.db import insert_ignore
+from signupflow.db import insert_ignore, upsert
+from signupflow.domain.per_minute import MinuteKey, window_start
 from signupflow.domain.reuse import Fingerprint, conflict
-from signupflow.models.db import FavoriteStyle, PartnerProfile, UserProfile, table_of
+from signupflow.models.db import FavoriteStyle, PartnerProfile, SignupMinute, UserProfile, table_of
 from signupflow.models.events import ProfileInsert
 from signupflow.storage.errors import translated
 
 USERS = table_of(UserProfile)
 PARTNERS = table_of(PartnerProfile)
 STYLES = table_of(FavoriteStyle)
+MINUTES = table_of(SignupMinute)
 
 
 def fingerprint(p: ProfileInsert) -> Fingerprint:
     return Fingerprint.of(p.role, p.nickname, p.favorite_styles, p.occurred_at)
 
 
-async def save_profiles(engine: AsyncEngine, profiles: Sequence[ProfileInsert]) -> dict[int, str]:
+async def save_profiles(
+    engine: AsyncEngine, profiles: Sequence[ProfileInsert], partitions: Sequence[int] = (),
+    counts: MutableMapping[MinuteKey, int] | None = None,
+) -> dict[int, str]:
     """Write a batch of profiles in one transaction; returns the refused ones by index, with
     the reason.
 
@@ -31,11 +38,20 @@ async def save_profiles(engine: AsyncEngine, profiles: Sequence[ProfileInsert]) 
     a redelivery and changes nothing; with other content (role, nickname, styles, time) it is
     a conflicting reuse of the uuid and is refused, so a uuid can never be both a user and a
     partner. Keyed inserts that ignore conflicts keep concurrent writers of one uuid safe too.
+
+    Signups per minute: a profile whose row this transaction inserts (``RETURNING`` says
+    which: not a redelivery, nor one a concurrent writer inserted first) adds one to its
+    ``signup_minute`` row (role, source partition ``partitions[i]``, 0 when not given, minute
+    of ``occurred_at``) in the same transaction. Once committed, ``counts`` gets the signups
+    of every minute the batch's stored profiles fall in, redeliveries' minutes too: a count
+    lost on its way to the table after the commit is written again when its event comes back.
     """
     refused: dict[int, str] = {}
     users: list[dict[str, object]] = []
     partners: list[dict[str, object]] = []
     styles: list[dict[str, object]] = []
+    minute_of: dict[str, MinuteKey] = {}  # uuid -> its minute, for every profile not refused
+    read: dict[MinuteKey, int] = {}
     now = datetime.now(UTC)
     with translated():
         async with engine.begin() as conn:
@@ -46,29 +62,86 @@ async def save_profiles(engine: AsyncEngine, profiles: Sequence[ProfileInsert]) 
                     reason = conflict(p.uuid, known[p.uuid], mine)
                     if reason is not None:
                         refused[i] = reason
+                    else:
+                        minute_of.setdefault(p.uuid, _minute(p, mine, partitions, i))
                     continue
                 known[p.uuid] = mine
+                minute_of[p.uuid] = _minute(p, mine, partitions, i)
                 row = {"uuid": p.uuid, "nickname": p.nickname,
                        "joined_at": mine.occurred_at, "stored_at": now}
                 (partners if p.role == "PARTNER" else users).append(row)
                 styles.extend({"uuid": p.uuid, "style_id": s} for s in p.favorite_styles)
             dialect = engine.dialect.name
-            for table, rows in ((USERS, users), (PARTNERS, partners), (STYLES, styles)):
+            inserted: list[str] = []
+            for table, rows in ((USERS, users), (PARTNERS, partners)):
                 if rows:
-                    await conn.execute(insert_ignore(table, dialect), rows)
+                    stmt = insert_ignore(table, dialect).returning(table.c.uuid)
+                    inserted.extend((await conn.execute(stmt, rows)).scalars())
+            if styles:
+                await conn.execute(insert_ignore(STYLES, dialect), styles)
+            read = await _count(conn, dialect, Counter(minute_of[u] for u in inserted),
+                                set(minute_of.values()))
+    if counts is not None:
+        counts.update(read)
     return refused
 
 
+def _minute(p: ProfileInsert, mine: Fingerprint, partitions: Sequence[int], i: int) -> MinuteKey:
+    return p.role, partitions[i] if partitions else 0, window_start(mine.occurred_at)
+
+
+async def _count(conn: AsyncConnection, dialect: str, new: Counter[MinuteKey],
+                 touched: set[MinuteKey]) -> dict[MinuteKey, int]:
+    """Add ``new`` signups to their minutes; returns the signups of every ``touched`` minute
+    that has a row (one stored before counting began, or pruned, has none)."""
+    found: dict[MinuteKey, int] = {}
+    c = MINUTES.c
+    if new:
+        stmt = upsert(MINUTES, dialect, ["window_start", "role", "source_partition"],
+                      add=["signups"])
+        rows = [{"window_start": s, "role": r, "source_partition": n, "signups": k}
+                for (r, n, s), k in new.items()]
+        result = await conn.execute(stmt.returning(c.role, c.source_partition, c.window_start,
+                                                   c.signups), rows)
+        found.update(((r.role, r.source_partition, r.window_start), r.signups) for r in result)
+    rest = [(s, r, n) for r, n, s in touched if (r, n, s) not in found]
+    if rest:
+        query = select(c.role, c.source_partition, c.window_start, c.signups).where(
+            tuple_(c.window_start, c.role, c.source_partition).in_(rest))
+        found.update(((r.role, r.source_partition, r.window_start), r.signups)
+                     for r in await conn.execute(query))
+    return found
+
+
+async def prune_minutes(engine: AsyncEngine, before: int) -> int:
+    """Delete the signups-per-minute rows of windows starting before ``before`` (epoch
+    seconds); returns how many went."""
+    with translated():
+        async with engine.begin() as conn:
+            result = await conn.execute(delete(MINUTES).where(MINUTES.c.window_start < before))
+    return int(result.rowcount)
+
+
 async def _stored(conn: AsyncConnection, uuids: set[str]) -> dict[str, Fingerprint]:
-    """The fingerprints of the profiles stored under ``uuids``."""
+    """The fingerprints of the profiles stored under ``uuids``.
+
+    Profiles first, then their styles: each statement reads what was committed when it began
+    (SQLite before the write lock, PostgreSQL's read committed), so a profile seen has its
+    styles committed too. Read the other way round, a concurrent writer's commit in between
+    showed its profile without styles: a false conflicting reuse (two writers of one batch).
+    """
     found: dict[str, Fingerprint] = {}
     if not uuids:
         return found
-    styles: dict[str, set[int]] = {}
-    for row in await conn.execute(select(STYLES).where(STYLES.c.uuid.in_(uuids))):
-        styles.setdefault(row.uuid, set()).add(row.style_id)
+    profiles: dict[str, tuple[str, Any]] = {}
     for kind, table in (("USER", USERS), ("PARTNER", PARTNERS)):
         for row in await conn.execute(select(table).where(table.c.uuid.in_(uuids))):
-            found[row.uuid] = Fingerprint.of(kind, row.nickname, styles.get(row.uuid, ()),
-                                             row.joined_at)
+            profiles[row.uuid] = (kind, row)
+    if not profiles:
+        return found
+    styles: dict[str, set[int]] = {}
+    for row in await conn.execute(select(STYLES).where(STYLES.c.uuid.in_(profiles))):
+        styles.setdefault(row.uuid, set()).add(row.style_id)
+    for uuid, (kind, row) in profiles.items():
+        found[uuid] = Fingerprint.of(kind, row.nickname, styles.get(uuid, ()), row.joined_at)
     return found

@@ -10,7 +10,6 @@ record is acknowledged by the broker before the offset of its event is.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -38,13 +37,11 @@ from signupflow.streams.common import (
     service_resources,
 )
 from signupflow.streams.retry import until_done, write_isolating
+from signupflow.tables.partitioned import write_acknowledged
 from signupflow.tables.partner_summary import TABLE_NAME, define_table, register_views
 from signupflow.topics import PARTNER_CREATED, dlq_topic
 
 STAGE = "batch"
-#: Seconds to wait for the broker to acknowledge a batch's changelog records before sending
-#: them again (an outage: the batch waits, its offsets stay uncommitted).
-CHANGELOG_ACK_TIMEOUT = 30.0
 
 settings = get_settings()
 app = create_app(STAGE, settings, [PARTNER_CREATED, dlq_topic(PARTNER_CREATED)])
@@ -101,19 +98,10 @@ async def handle(events: Sequence[RawEvent]) -> list[PartnerSummary]:
 
 
 async def update_table(summaries: Sequence[tuple[PartnerSummary, int]]) -> None:
-    """Write each summary to the table's changelog, in the partition of its event, and wait
-    for the broker's acknowledgement before the table (and so the offsets) move on.
-
-    ``table[key] = value`` would only queue the changelog record in Faust's producer buffer,
-    and Faust's at-least-once commit flushes that buffer best-effort only: a source offset
-    could be committed while its changelog record was still unsent, and a kill -9 then lost
-    the table entry for good (docs/decisions/changelog-acknowledged.md).
-    """
-    await asyncio.wait_for(asyncio.gather(*(
-        partner_summary.send_changelog(partition, s.partner_id, s) for s, partition in summaries
-    )), CHANGELOG_ACK_TIMEOUT)  # a send that failed inside Faust's buffer never resolves
-    for summary, _ in summaries:
-        partner_summary.data[summary.partner_id] = summary
+    """Each summary to the table, in the changelog partition of its event, acknowledged by
+    the broker before the table (and so the offsets) move on."""
+    await write_acknowledged(partner_summary, [(partition, s.partner_id, s)
+                                               for s, partition in summaries])
 
 
 @app.agent(partners_created)

@@ -6,21 +6,18 @@ is written to the changelog partition its events arrive on.
 
 from __future__ import annotations
 
-import asyncio
 import html
-import json
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import aiohttp
 import faust
 from faust.tables.table import Table
 from faust.web import Request, Response, View
 
 from signupflow.domain.styles import STYLES
 from signupflow.models.events import PartnerSummary
+from signupflow.tables.partitioned import across_workers, owned_partitions
 from signupflow.topics import partition_for
 
 TABLE_NAME = "partner-summary"
@@ -110,35 +107,11 @@ td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head>
 
 
 def owned(app: faust.App, table: SummaryTable) -> list[dict[str, Any]]:
-    """The local entries of the partitions this worker owns now. After a rebalance a worker
-    still holds the entries it wrote for partitions that moved away; listing those too would
-    show them twice, and stale."""
-    changelog = table.changelog_topic.get_topic_name()
-    mine = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+    """The local entries of the partitions this worker owns now."""
+    mine = owned_partitions(app, table)
     partitions = table.partitions or app.conf.topic_partitions
     return [row for row in summaries(table)
             if partition_for(row["partner_id"], partitions) in mine]
-
-
-async def remote_pages(app: faust.App, query: PageQuery) -> tuple[list[dict[str, Any]], int]:
-    """The matching entries of every other worker holding part of the table (Faust's assignor
-    knows them), asked for their own page; and how many workers answered in all."""
-    me = str(app.conf.canonical_url).rstrip("/")
-    others = [url.rstrip("/") for url in app.router.table_metadata(TABLE_NAME)
-              if url.rstrip("/") != me]
-    params = urllib.parse.urlencode({**query.params(), "scope": "local"})
-    timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-
-        async def fetch(url: str) -> list[dict[str, Any]]:
-            async with session.get(f"{url}/partners/?{params}") as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"worker {url} answered {resp.status}")
-                rows: list[dict[str, Any]] = json.loads(await resp.text())["partners"]
-                return rows
-
-        pages = await asyncio.gather(*(fetch(url) for url in others))
-    return [row for page in pages for row in page], 1 + len(others)
 
 
 def register_views(app: faust.App, table: SummaryTable) -> None:
@@ -152,15 +125,13 @@ def register_views(app: faust.App, table: SummaryTable) -> None:
                 query = PageQuery.parse(request.query)
             except ValueError as exc:
                 return self.json({"error": str(exc)}, status=400)
-            rows = query.page(owned(app, table))
-            if request.query.get("scope") == "local":
-                return self.json(listing(rows, query, 1))
-            try:
-                remote, workers = await remote_pages(app, query)
-            except (OSError, RuntimeError, TimeoutError, aiohttp.ClientError) as exc:
-                return self.json({"error": f"a worker holding part of the table did not "
-                                           f"answer: {exc}"}, status=503)
-            return self.json(listing(query.page(rows + remote), query, workers))
+
+            def merge(pages: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+                rows = query.page(row for page in pages for row in page["partners"])
+                return listing(rows, query, workers)
+
+            local = listing(query.page(owned(app, table)), query, 1)
+            return await across_workers(self, request, TABLE_NAME, query.params(), local, merge)
 
     @app.page("/partners/{partner_id}/")
     class PartnerDetail(View):

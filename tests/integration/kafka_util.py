@@ -48,3 +48,23 @@ async def _lag(bootstrap: str, group: str, topic: str) -> int:
 def lag(bootstrap: str, group: str, topic: str) -> int:
     """Records of ``topic`` not yet committed by consumer group ``group``."""
     return asyncio.run(_lag(bootstrap, group, topic))
+
+
+async def _topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)])
+        [(_error, _message, _type, _name, entries)] = response.resources
+        return {name: value for name, value, *_ in entries}
+    finally:
+        await admin.close()
+
+
+def changelog_config(bootstrap: str, topic: str) -> dict[str, str]:
+    """The broker's settings of ``topic`` (cleanup.policy, retention.ms, ...)."""
+    return asyncio.run(_topic_config(bootstrap, topic))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +29,7 @@ from signupflow.db import make_engine, no_such_table
 from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES, load_settings
 from signupflow.supervisor import start_worker, stop_process, wait_http
-from signupflow.topics import changelogs, describe_partitions, ensure_topics, leader_topics
+from signupflow.topics import describe_partitions, ensure_topics, leader_topics, table_topics
 from tests.integration.postgres import database_settings
 
 PARTITIONS = 4
@@ -62,7 +64,7 @@ class System:
             **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in self.ports.items()},
         }
         settings = load_settings(self.env)  # every topic `signupflow topics` creates
-        asyncio.run(ensure_topics(self.bootstrap, PARTITIONS, compacted=changelogs(settings),
+        asyncio.run(ensure_topics(self.bootstrap, PARTITIONS, configs=table_topics(),
                                   single=leader_topics(settings)))
 
     def stop_broker(self, kill: bool = False) -> None:
@@ -205,6 +207,33 @@ class System:
         self.wait_until(lambda: self.count("batch", "partner_summary") == partners, 120,
                         "one summary per partner")
         self.assert_consistent()
+
+    def per_minute(self, name: str = "member", query: str = "minutes=1440") -> dict[str, Any]:
+        """``GET /signups-per-minute/`` of worker ``name`` (a day of minutes by default)."""
+        with urllib.request.urlopen(f"{self.url(name)}/signups-per-minute/?{query}",
+                                    timeout=10) as resp:
+            body: dict[str, Any] = json.loads(resp.read())
+        assert sum(r["USER"] for r in body["per_minute"]) == body["totals"]["USER"]
+        assert sum(r["PARTNER"] for r in body["per_minute"]) == body["totals"]["PARTNER"]
+        return body
+
+    def stored_by_role(self) -> dict[str, int]:
+        return {"USER": self.count("member", "user_profile"),
+                "PARTNER": self.count("member", "partner_profile")}
+
+    def assert_counted_per_minute(self, *names: str, workers: int = 1) -> None:
+        """Each member worker's signups-per-minute totals equal member.db's counts exactly."""
+
+        def counted(name: str) -> bool:
+            try:
+                body = self.per_minute(name)
+            except OSError:  # not answering yet, or 503 while a rebalance moves partitions
+                return False
+            return bool(body["workers"] == workers and body["totals"] == self.stored_by_role())
+
+        self.wait_until(lambda: all(counted(n) for n in names or ("member",)), 60,
+                        f"signups per minute {self.stored_by_role()} from {workers} member "
+                        "worker(s)")
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

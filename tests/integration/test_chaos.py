@@ -41,3 +41,4 @@ def test_worker_then_broker_killed_under_load_lose_and_duplicate_nothing(
     tmp_system.start_broker()  # same store, same port
     assert finish(load) == LOAD
     tmp_system.assert_exactly(LOAD, seed=seed)
+    tmp_system.assert_counted_per_minute()

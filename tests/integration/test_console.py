@@ -1,5 +1,6 @@
 """The live console (``GET /console`` on the batch port) in headless Chromium: its numbers
-equal the databases' counts, user text is shown as text, and a screenshot is kept."""
+equal the databases' counts (the signups-per-minute chart's totals member.db's profiles by
+role), user text is shown as text, and a screenshot is kept."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ ARTIFACTS = Path(os.environ.get("SIGNUPFLOW_ARTIFACTS") or "var/test-artifacts")
 
 
 class Stages(HTMLParser):
-    """The text of each ``dd`` of the ``#stage-<name>`` sections, by class."""
+    """The text of each ``dd`` of the ``#stage-<name>`` sections, by class; and of the chart's
+    totals (``strong#minute-*``), as stage ``chart``."""
 
     def __init__(self, dom: str) -> None:
         super().__init__()
@@ -39,6 +41,9 @@ class Stages(HTMLParser):
             self.figures[self._stage] = {}
         elif tag == "dd" and self._stage:
             self._field = attr.get("class") or ""
+        elif tag == "strong" and (attr.get("id") or "").startswith("minute-"):
+            self._stage, self._field = "chart", attr["id"] or ""
+            self.figures.setdefault("chart", {})
 
     def handle_data(self, data: str) -> None:
         if self._field:
@@ -47,8 +52,8 @@ class Stages(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "dd":
             self._field = ""
-        elif tag == "section":
-            self._stage = ""
+        elif tag in ("section", "strong"):
+            self._stage = self._field = ""
 
 
 def test_console_shows_the_databases_counts_and_user_text_as_text(system: System) -> None:
@@ -61,12 +66,17 @@ def test_console_shows_the_databases_counts_and_user_text_as_text(system: System
                       and system.count("batch", "partner_summary") == partners, 60,
                       "every profile and summary")
     url = system.url("batch") + "/console"
-    system.wait_until(lambda: Stages(dump_dom(url, system.root / "chromium", 60,
-                                              "--virtual-time-budget=5000")
-                                     ).figures.get("batch", {}).get("processed")
-                      == str(partners), 60, "the console to show every summary")
+    chart = {"minute-users": str(30 - partners), "minute-partners": str(partners)}
+    system.wait_until(lambda: (figures := Stages(dump_dom(
+        url, system.root / "chromium", 60, "--virtual-time-budget=5000")).figures).get(
+        "batch", {}).get("processed") == str(partners) and figures.get("chart") == chart, 60,
+        "the console to show every summary and every signup in the chart")
     dom = dump_dom(url, system.root / "chromium", 60, "--virtual-time-budget=5000")
     stages = Stages(dom).figures
+    # the chart: member's signups-per-minute table, equal to member.db's profiles by role
+    assert stages["chart"] == {"minute-users": str(system.count("member", "user_profile")),
+                               "minute-partners": str(system.count("member",
+                                                                   "partner_profile"))}
     assert stages["auth"]["processed"] == str(system.count("auth", "member"))
     assert stages["auth"]["outbox"] == "0"
     assert stages["member"]["processed"] == str(system.profiles())

@@ -28,6 +28,7 @@ def test_member_killed_mid_load_loses_and_duplicates_nothing(tmp_system: System)
     tmp_system.start("member")
     assert finish(load) == LOAD
     tmp_system.assert_exactly(LOAD, seed=11)
+    tmp_system.assert_counted_per_minute()  # the redelivered events were not counted twice
 
 
 def test_batch_killed_mid_load_recovers_its_table_from_the_changelog(
@@ -90,6 +91,7 @@ def test_workers_joining_and_leaving_mid_load_lose_and_duplicate_nothing(
     tmp_system.stop("member-2", "batch-2")  # graceful: they hand their partitions back
     assert finish(load) == LOAD
     tmp_system.assert_exactly(LOAD, seed=17)
+    tmp_system.assert_counted_per_minute()
 
 
 def test_two_auth_workers_on_one_postgresql_database_publish_each_event_once(
@@ -113,6 +115,7 @@ def test_broker_restart_under_load_loses_and_duplicates_nothing(tmp_system: Syst
     tmp_system.start_broker()  # same store, same port
     assert finish(load) == LOAD
     tmp_system.assert_exactly(LOAD, seed=15)
+    tmp_system.assert_counted_per_minute()
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

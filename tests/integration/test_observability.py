@@ -1,5 +1,6 @@
 """What an operator reads from a running system: /metrics equal to the known counts after a
-load, /ready that says why a worker would not process an event now, /health apart from it."""
+load, /ready that says why a worker would not process an event now, /health apart from it, the
+tables' views from any worker (partners; signups per minute equal to member.db's counts)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +19,7 @@ from signupflow.client import post_signups
 from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES
 from signupflow.topics import PROFILE_INSERT
-from tests.integration.kafka_util import produce
+from tests.integration.kafka_util import changelog_config, produce
 from tests.integration.system import System
 
 SIGNUPS = 40
@@ -193,3 +195,30 @@ def test_either_batch_worker_lists_every_partner_paged_and_searchable(system: Sy
                    )[0] == 404
     finally:
         system.stop("batch-2")
+
+
+
+def test_either_member_worker_counts_signups_per_minute_as_the_database_has_them(
+    system: System,
+) -> None:
+    before = system.profiles()
+    tally = asyncio.run(post_signups(system.url("auth"), fake_signups(40, 0.5, seed=64)))
+    assert len(tally.accepted) == 40
+    system.wait_until(lambda: system.profiles() == before + 40, 60, "every profile")
+    assert system.stored_by_role()["PARTNER"] >= 15
+    system.assert_counted_per_minute()
+    body = system.per_minute("member", "minutes=3")
+    assert len(body["per_minute"]) == 3 and body["workers"] == 1
+    assert body["per_minute"][-1]["minute"] <= datetime.now(UTC).isoformat()
+    system.start_extra("member-2", "member")
+    try:
+        system.assert_counted_per_minute("member", "member-2", workers=2)
+        for query, message in [("minutes=0", "minutes must be a whole number from 1 to 1440"),
+                               ("minutes=abc", "got 'abc'"),
+                               (f"end={60 * 29_000_000 + 1}", "end must be the start of a")]:
+            status, error = get(f"{system.url('member-2')}/signups-per-minute/?{query}")
+            assert status == 400 and message in error["error"], error
+    finally:
+        system.stop("member-2")
+    config = changelog_config(system.bootstrap, "signupflow-member-signups-per-minute-changelog")
+    assert (config["cleanup.policy"], config["retention.ms"]) == ("compact,delete", "86400000")

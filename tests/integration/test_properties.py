@@ -13,8 +13,8 @@ the real decoders and the real storage functions on SQLite and on PostgreSQL, an
 * rejected => :class:`InvalidEvent` with a non-empty reason; nothing else is ever raised;
 * accepted => the fields obey the documented rules, the storage call refuses nothing and raises
   nothing, the row reads back equal (nickname, styles or style_count, the instant), storing it
-  again changes nothing (redelivery), and reusing the uuid with another nickname is refused
-  with a reason ("reused with different content").
+  again changes nothing (redelivery), not even its minute's signup count, and reusing the
+  uuid with another nickname is refused with a reason ("reused with different content").
 
 Budget: every named edge as an explicit example (the valid baseline event varied one field,
 the key or the body at a time: about 200 per test), then a fixed ``EXAMPLES = 150`` generated
@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.db import create_schema, make_engine
 from signupflow.domain.decode import InvalidEvent, decode_partner_created, decode_profile_insert
+from signupflow.domain.per_minute import MinuteKey, window_start
 from signupflow.domain.reuse import Conflict, instant
 from signupflow.domain.styles import MAX_FAVORITE_STYLES, STYLES
 from signupflow.domain.summary import merge_summary
@@ -534,7 +535,9 @@ async def check_profile(engine: AsyncEngine, case: Case) -> str:
     assert len(set(event.favorite_styles)) == len(event.favorite_styles) <= MAX_FAVORITE_STYLES
     assert all(type(s) is int and s in STYLES for s in event.favorite_styles)
 
-    assert await save_profiles(engine, [event]) == {}
+    first: dict[MinuteKey, int] = {}
+    assert await save_profiles(engine, [event], [3], first) == {}
+    assert list(first) == [(event.role, 3, window_start(event.occurred_at))]
     rows = await stored_profile(engine, event.uuid)
     own, other = (PARTNERS, USERS) if event.role == "PARTNER" else (USERS, PARTNERS)
     assert len(rows[own.name]) == 1 and rows[other.name] == []
@@ -543,8 +546,10 @@ async def check_profile(engine: AsyncEngine, case: Case) -> str:
     assert instant(row.joined_at) == instant(event.occurred_at)
     assert {r.style_id for r in rows[STYLE_ROWS.name]} == set(event.favorite_styles)
 
-    assert await save_profiles(engine, [event]) == {}, "a redelivery is a no-op"
+    again: dict[MinuteKey, int] = {}
+    assert await save_profiles(engine, [event], [3], again) == {}, "a redelivery is a no-op"
     assert await stored_profile(engine, event.uuid) == rows
+    assert again == first, "a redelivery is not counted again"
 
     reuse = ProfileInsert(uuid=event.uuid, role=event.role,
                           nickname=other_nickname(event.nickname),

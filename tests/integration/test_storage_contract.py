@@ -14,7 +14,8 @@ case per recorder, run per backend), every test here runs once per backend throu
   and concurrent duplicate emails), ``publish_pending`` (oldest first, marked only once the
   publish callback returned, concurrent relays), ``delete_published`` (retention: published
   rows only, in batches, concurrent workers) and ``count_members``;
-* :class:`TestMemberStorage`: ``save_profiles`` (inserts, redelivery, conflicting uuid reuse);
+* :class:`TestMemberStorage`: ``save_profiles`` (inserts, redelivery, conflicting uuid reuse,
+  signups per minute counted once, also by concurrent writers), ``prune_minutes``;
 * :class:`TestBatchStorage`: ``save_summaries`` and ``load_summaries``;
 * :class:`TestDb`: ``make_engine``, ``ping``, ``create_schema``, ``insert_ignore``, ``upsert``;
 * :class:`TestErrorTranslation`: outages and locks raise :class:`Retriable`, values the database
@@ -45,6 +46,7 @@ from sqlalchemy import Table, event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from signupflow.db import create_schema, insert_ignore, make_engine, ping, upsert
+from signupflow.domain.per_minute import MinuteKey, window_start
 from signupflow.domain.reuse import instant
 from signupflow.domain.signup import Signup, profile_event, validate_signup
 from signupflow.models.db import SCHEMAS
@@ -60,7 +62,14 @@ from signupflow.storage.auth import (
 )
 from signupflow.storage.batch import SUMMARIES, load_summaries, save_summaries
 from signupflow.storage.errors import EmailTaken, Rejected, Retriable, StorageError, translated
-from signupflow.storage.member import PARTNERS, STYLES, USERS, save_profiles
+from signupflow.storage.member import (
+    MINUTES,
+    PARTNERS,
+    STYLES,
+    USERS,
+    prune_minutes,
+    save_profiles,
+)
 from signupflow.topics import PROFILE_INSERT
 from tests.integration.postgres import Postgres
 
@@ -703,6 +712,67 @@ class TestMemberStorage:
             (bystander, "bystander")]
         assert sorted((r["uuid"], r["style_id"]) for r in state["favorite_style"]) == sorted(
             [(across, 2), (across, 7), (within, 2), (within, 7), (bystander, 9)])
+
+    def test_signups_per_minute_count_first_inserts_only(self, database: Database) -> None:
+        """Each profile its transaction inserts adds one to its minute (role, source
+        partition, minute of occurred_at in UTC); a redelivery or a refused reuse adds nothing.
+        The counts of every minute the stored profiles fall in, redeliveries' too, are read
+        back after the commit."""
+        u = [new_uuid() for _ in range(5)]
+        m4 = window_start("2026-01-02T03:04:00+00:00")
+        batch = [profile(u[0], "USER", occurred_at="2026-01-02T03:04:00+00:00"),
+                 profile(u[1], "USER", occurred_at="2026-01-02T03:04:59.999999+00:00"),
+                 profile(u[2], "PARTNER", occurred_at="2026-01-02T05:05:00+02:00"),
+                 profile(u[3], "USER", occurred_at="2026-01-02T03:04:30+00:00")]
+        counts: dict[MinuteKey, int] = {}
+        assert database.run(save_profiles(database.member, [*batch, batch[0]], [1, 1, 1, 2, 1],
+                                          counts)) == {}
+        first = {("USER", 1, m4): 2, ("PARTNER", 1, m4 + 60): 1, ("USER", 2, m4): 1}
+        assert counts == first
+        again: dict[MinuteKey, int] = {}
+        refused = database.run(save_profiles(database.member, [
+            batch[0], profile(u[2], "USER"), profile(u[4], occurred_at=batch[0].occurred_at),
+        ], [1, 1, 1], again))
+        assert list(refused) == [1]
+        assert again == {("USER", 1, m4): 3}
+        rows = database.run(table_rows(database.member, MINUTES))
+        assert {(r["role"], r["source_partition"], r["window_start"]): r["signups"]
+                for r in rows} == {**first, ("USER", 1, m4): 3}
+        assert database.run(save_profiles(database.member, [profile(new_uuid())])) == {}
+        assert ("USER", 0, window_start(profile("x").occurred_at)) in {
+            (r["role"], r["source_partition"], r["window_start"])
+            for r in database.run(table_rows(database.member, MINUTES))}  # no partition: 0
+
+    def test_concurrent_writers_of_one_profile_count_it_once(self, database: Database) -> None:
+        """Two member workers (two engines) store the same 20 profiles at once, as after a
+        rebalance: each profile is inserted by one of them and counted once, and the writer
+        that commits last reads the final count."""
+        engines = [database.engine("member"), database.engine("member")]
+        batch = [profile(new_uuid(), occurred_at="2026-01-02T03:04:05+00:00")
+                 for _ in range(20)]
+        seen: list[dict[MinuteKey, int]] = [{}, {}]
+
+        async def race() -> list[dict[int, str]]:
+            return await asyncio.gather(*(save_profiles(e, batch, [0] * 20, c)
+                                          for e, c in zip(engines, seen, strict=True)))
+
+        assert database.run(race()) == [{}, {}]
+        key = ("USER", 0, window_start("2026-01-02T03:04:00+00:00"))
+        rows = database.run(table_rows(database.member, MINUTES))
+        assert [(r["role"], r["source_partition"], r["window_start"], r["signups"])
+                for r in rows] == [(*key, 20)]
+        assert max(c[key] for c in seen) == 20 and all(list(c) == [key] for c in seen)
+        assert len(database.run(table_rows(database.member, USERS))) == 20
+
+    def test_prune_minutes_deletes_the_windows_before_a_start(self, database: Database) -> None:
+        times = ["2026-01-02T03:03:59+00:00", "2026-01-02T03:04:00+00:00",
+                 "2026-01-02T03:05:00+00:00"]
+        assert database.run(save_profiles(database.member, [
+            profile(new_uuid(), occurred_at=t) for t in times])) == {}
+        assert database.run(prune_minutes(database.member, window_start(times[1]))) == 1
+        assert [r["window_start"] for r in database.run(table_rows(database.member, MINUTES))
+                ] == [window_start(t) for t in times[1:]]
+        assert database.run(prune_minutes(database.member, 0)) == 0
 
 
 # --- batch -----------------------------------------------------------------------------------

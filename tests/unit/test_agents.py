@@ -12,6 +12,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ import orjson
 import pytest
 
 from signupflow.dlq import dead_letter
+from signupflow.domain.per_minute import window_start
 from signupflow.models.events import PartnerCreated, ProfileInsert
 from signupflow.settings import get_settings
 from signupflow.streams import batch, member
 from signupflow.streams.common import Resources
+from signupflow.tables import signups_per_minute
 from signupflow.topics import PROFILE_INSERT
 
 NOW = "2026-11-26T10:00:00+00:00"
@@ -36,9 +39,19 @@ class Recorder:
 
     async def send(self, **kwargs: Any) -> asyncio.Future[None]:
         self.sent.append(kwargs)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
+        return acknowledged()
+
+    def send_changelog(self, partition: int, key: Any, value: Any, *_: Any
+                       ) -> asyncio.Future[None]:
+        """Stands in for ``table.send_changelog``."""
+        self.sent.append({"partition": partition, "key": key, "value": value})
+        return acknowledged()
+
+
+def acknowledged() -> asyncio.Future[None]:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -83,7 +96,11 @@ def member_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
     monkeypatch.setattr(member.app.producer, "send", producer_send)
     monkeypatch.setattr(member.dead_letters.topic, "send", dlq.send)
     monkeypatch.setattr(member.dead_letters, "_sent", OrderedDict())  # offsets restart at 0
-    return {"db": db, "partners": partners, "dlq": dlq}
+    changelog = Recorder()
+
+    monkeypatch.setattr(member.signups.table, "send_changelog", changelog.send_changelog)
+    monkeypatch.setattr(member.signups.table.data, "data", {})
+    return {"db": db, "partners": partners, "dlq": dlq, "changelog": changelog}
 
 
 @pytest.fixture
@@ -151,13 +168,7 @@ def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     monkeypatch.setattr(batch.dead_letters.topic, "send", dlq.send)
     monkeypatch.setattr(batch.dead_letters, "_sent", OrderedDict())  # offsets restart at 0
 
-    def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
-        changelog.sent.append({"partition": partition, "key": key, "value": value})
-        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        acked.set_result(None)
-        return acked
-
-    monkeypatch.setattr(batch.partner_summary, "send_changelog", send_changelog)
+    monkeypatch.setattr(batch.partner_summary, "send_changelog", changelog.send_changelog)
     return {"db": db, "dlq": dlq, "changelog": changelog}
 
 
@@ -225,10 +236,10 @@ async def test_member_isolates_an_event_the_database_fails_on_and_goes_on(
     poison = profile("USER")
     real_save = member.save_profiles
 
-    async def save(engine: Any, profiles: Any) -> Any:
+    async def save(engine: Any, profiles: Any, *rest: Any) -> Any:
         if any(p.uuid == poison.uuid for p in profiles):
             raise OverflowError("date value out of range")
-        return await real_save(engine, profiles)
+        return await real_save(engine, profiles, *rest)
 
     monkeypatch.setattr(member, "save_profiles", save)
     good = [profile("PARTNER", [1]) for _ in range(20)]
@@ -299,3 +310,92 @@ async def test_batch_acknowledges_an_event_only_after_its_changelog_record_is_ac
         await until(lambda: event.message.acked)
         assert batch.partner_summary.data[partner.partner_id].nickname == "amber_owl"
     await batch.resources.close()
+
+
+def minute_now() -> tuple[str, tuple[float, float]]:
+    """An ``occurred_at`` of now, and the table window it falls in."""
+    at = datetime.now(UTC)
+    start = window_start(at)
+    return at.isoformat(), (float(start), start + 59.9)
+
+
+async def test_member_counts_signups_per_minute_once_in_the_events_partition(
+    member_agent: Any, member_env: dict[str, Any]
+) -> None:
+    at, window = minute_now()
+    users = [ProfileInsert(**{**profile("USER").asdict(), "occurred_at": at}) for _ in range(2)]
+    partner = ProfileInsert(**{**profile("PARTNER").asdict(), "occurred_at": at})
+    for event in (*users, partner, users[0], partner):  # the last two are redeliveries
+        await member_agent.put(event.dumps(), key=event.uuid.encode())
+    await until(lambda: len(rows(member_env["db"], "SELECT * FROM user_profile")) == 2)
+    await until(lambda: member.signups.table.data.get((("PARTNER", 0), window)) == 1)
+    await until(lambda: member.signups.table.data.get((("USER", 0), window)) == 2)
+    await asyncio.sleep(0.2)
+    sent = member_env["changelog"].sent
+    # test_context puts every event on partition 0: so is each changelog record written
+    assert {r["partition"] for r in sent} == {0}
+    assert [r["value"] for r in sent if r["key"] == (("USER", 0), window)] in ([1, 2], [2])
+    assert [r["value"] for r in sent if r["key"] == (("PARTNER", 0), window)] == [1]
+    assert dict(member.signups.table.data) == {
+        (("USER", 0), window): 2, (("PARTNER", 0), window): 1}
+
+
+async def test_member_rewrites_a_count_lost_after_the_commit_when_its_event_comes_back(
+    member_agent: Any, member_env: dict[str, Any]
+) -> None:
+    """As after a kill -9 between member.db's commit and the changelog's acknowledgement:
+    the profile is stored and counted, the table has nothing, the event is redelivered."""
+    at, window = minute_now()
+    event = ProfileInsert(**{**profile("PARTNER").asdict(), "occurred_at": at})
+    await member.save_profiles(await member.resources.engine(), [event], [0])
+    assert dict(member.signups.table.data) == {}
+    await member_agent.put(event.dumps(), key=event.uuid.encode())
+    await until(lambda: member.signups.table.data.get((("PARTNER", 0), window)) == 1)
+    assert member_env["changelog"].sent == [
+        {"partition": 0, "key": (("PARTNER", 0), window), "value": 1}]
+
+
+async def test_member_leaves_minutes_past_their_expiry_out_of_the_table(
+    member_agent: Any, member_env: dict[str, Any]
+) -> None:
+    old = profile("USER")  # occurred_at NOW, days ago
+    await member_agent.put(old.dumps(), key=old.uuid.encode())
+    await until(lambda: len(rows(member_env["db"], "SELECT * FROM user_profile")) == 1)
+    await asyncio.sleep(0.2)
+    assert rows(member_env["db"], "SELECT role, signups FROM signup_minute") == [("USER", 1)]
+    assert member_env["changelog"].sent == [] and dict(member.signups.table.data) == {}
+
+
+async def test_member_acknowledges_an_event_only_after_its_minute_is_in_the_changelog(
+    member_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker_acks: list[asyncio.Future[None]] = []
+
+    def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
+        broker_acks.append(asyncio.get_running_loop().create_future())
+        return broker_acks[-1]
+
+    monkeypatch.setattr(member.signups.table, "send_changelog", send_changelog)
+    at, window = minute_now()
+    user = ProfileInsert(**{**profile("USER").asdict(), "occurred_at": at})
+    async with member.write_profiles.test_context() as agent:
+        event = await agent.put(user.dumps(), key=user.uuid.encode(), wait=False)
+        await until(lambda: len(broker_acks) == 1)
+        await asyncio.sleep(0.2)
+        assert not event.message.acked  # its offset cannot be committed yet
+        assert (("USER", 0), window) not in member.signups.table.data
+        broker_acks[0].set_result(None)
+        await until(lambda: event.message.acked)
+        assert member.signups.table.data[(("USER", 0), window)] == 1
+    await member.resources.close()
+
+
+def test_expired_minutes_are_pruned_from_memory(member_env: dict[str, Any]) -> None:
+    now = datetime.now(UTC).timestamp()
+    data = member.signups.table.data
+    fresh, stale = window_start(now - 86_000), window_start(now - 86_400 - 60)
+    data[(("USER", 1), (float(fresh), fresh + 59.9))] = 3
+    data[(("USER", 1), (float(stale), stale + 59.9))] = 4
+    data[(("PARTNER", 2), (float(stale), stale + 59.9))] = 5
+    assert signups_per_minute.prune(member.signups, now) == 2
+    assert dict(data) == {(("USER", 1), (float(fresh), fresh + 59.9)): 3}

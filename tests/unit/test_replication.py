@@ -14,9 +14,10 @@ from signupflow.topics import (
     TopicMismatch,
     TopicPolicy,
     TopicState,
-    changelogs,
+    changelog_topic,
     leader_topics,
     mismatches,
+    table_topics,
 )
 
 
@@ -44,10 +45,10 @@ def test_a_min_isr_above_the_factor_is_refused() -> None:
 def test_configs_of_each_kind_of_topic() -> None:
     policy = TopicPolicy(dlq_retention_ms=1000)
 
-    assert policy.configs("profile-insert", 2, False) == {"min.insync.replicas": "2"}
-    assert policy.configs("profile-insert.dlq", 2, False) == {
+    assert policy.configs("profile-insert", 2) == {"min.insync.replicas": "2"}
+    assert policy.configs("profile-insert.dlq", 2) == {
         "min.insync.replicas": "2", "retention.ms": "1000"}
-    assert policy.configs("x-changelog", 1, True) == {
+    assert policy.configs("x-changelog", 1, {"cleanup.policy": "compact"}) == {
         "min.insync.replicas": "1", "cleanup.policy": "compact"}
 
 
@@ -79,17 +80,19 @@ def test_more_replicas_or_a_higher_min_isr_than_asked_is_fine() -> None:
         "everywhere"]
 
 
-def test_changelogs_name_every_table_of_the_workers() -> None:
-    """The topics `signupflow topics` creates ahead include each table's changelog, under the
-    name Faust gives it."""
-    from signupflow.streams import batch
+def test_signupflow_topics_creates_every_table_changelog_as_its_table_asks() -> None:
+    from signupflow.streams import auth, batch, member
 
     settings = load_settings({})
-    apps = [batch.app]
-    declared = {t.changelog_topic.get_topic_name() for app in apps for t in app.tables.values()}
+    apps = [auth.app, member.app, batch.app]
+    tables = table_topics()
 
-    assert declared <= set(changelogs(settings))
-    assert declared
+    assert tables[changelog_topic("signupflow-batch", "partner-summary")] == {
+        "cleanup.policy": "compact"}
+    assert {t.changelog_topic.get_topic_name() for a in apps for t in a.tables.values()} == set(
+        tables)
+    windowed = [c for c in tables.values() if "delete" in c.get("cleanup.policy", "")]
+    assert windowed and all("retention.ms" in c for c in windowed)  # member's per-minute table
     for app in apps:  # Faust's own leader topic, created ahead too
         leader = app._leader_assignor
         assert isinstance(leader, LeaderAssignor)

@@ -1,0 +1,93 @@
+"""What the tables here share: each is co-partitioned with the topic that feeds it and split
+between the workers of its service by partition.
+
+* Writes go to the changelog partition of the event they come from, and the broker's
+  acknowledgement is awaited before the table (and so the offsets) move on.
+* Reads answer from the partitions this worker owns now, and ask every other worker holding
+  part of the table (Faust's assignor knows them) for theirs (``scope=local``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+from faust.tables.table import Table
+from faust.types import AppT
+from faust.types.tables import CollectionT
+from faust.web import Request, Response, View
+
+#: Seconds to wait for the broker to acknowledge a batch's changelog records before sending
+#: them again (an outage: the batch waits, its offsets stay uncommitted).
+CHANGELOG_ACK_TIMEOUT = 30.0
+#: What a worker that does not answer raises.
+UNANSWERED = (OSError, RuntimeError, TimeoutError, aiohttp.ClientError)
+
+
+async def write_acknowledged(table: Table[Any, Any], entries: Sequence[tuple[int, Any, Any]]
+                             ) -> None:
+    """Write each ``(partition, key, value)`` to the table's changelog in that partition (the
+    source event's), wait for the broker's acknowledgement, then set the table.
+
+    ``table[key] = value`` would only queue the changelog record in Faust's producer buffer,
+    and Faust's at-least-once commit flushes that buffer best-effort only: a source offset
+    could be committed while its changelog record was still unsent, and a kill -9 then lost
+    the table entry for good (docs/decisions/changelog-acknowledged.md). It also needs a
+    current event for its partition, which a batch handler does not have.
+    """
+    await asyncio.wait_for(asyncio.gather(*(
+        table.send_changelog(partition, key, value) for partition, key, value in entries
+    )), CHANGELOG_ACK_TIMEOUT)  # a send that failed inside Faust's buffer never resolves
+    for _, key, value in entries:
+        table.data[key] = value
+
+
+def owned_partitions(app: AppT, table: CollectionT) -> set[int]:
+    """The table's partitions this worker owns now. After a rebalance a worker still holds
+    the entries it wrote for partitions that moved away; answering with those too would count
+    them twice, and stale."""
+    changelog = table.changelog_topic.get_topic_name()
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+
+
+async def ask_others(app: AppT, table_name: str, path: str, params: Mapping[str, str]
+                     ) -> tuple[list[dict[str, Any]], int]:
+    """The JSON answers to ``GET path?params&scope=local`` of every other worker holding part
+    of the table; and how many workers answered in all."""
+    me = str(app.conf.canonical_url).rstrip("/")
+    others = [url.rstrip("/") for url in app.router.table_metadata(table_name)
+              if url.rstrip("/") != me]
+    query = urllib.parse.urlencode({**params, "scope": "local"})
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def fetch(url: str) -> dict[str, Any]:
+            async with session.get(f"{url}{path}?{query}") as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"worker {url} answered {resp.status}")
+                answer: dict[str, Any] = json.loads(await resp.text())
+                return answer
+
+        answers = await asyncio.gather(*(fetch(url) for url in others))
+    return list(answers), 1 + len(others)
+
+
+async def across_workers(
+    view: View, request: Request, table_name: str, params: Mapping[str, str],
+    local: dict[str, Any], merge: Callable[[list[dict[str, Any]], int], dict[str, Any]],
+) -> Response:
+    """The answer of a view over the whole table: ``local`` (this worker's partitions) to a
+    ``scope=local`` request, else ``merge`` of every worker's answer (``local`` first) and how
+    many workers there are; 503 if a worker holding part of the table did not answer."""
+    if request.query.get("scope") == "local":
+        return view.json(local)
+    try:
+        others, workers = await ask_others(view.app, table_name, request.rel_url.path, params)
+    except UNANSWERED as exc:
+        return view.json({"error": f"a worker holding part of the table did not answer: "
+                                   f"{exc}"}, status=503)
+    return view.json(merge([local, *others], workers))
