@@ -82,7 +82,16 @@ async def across_workers(
 ) -> Response:
     """The answer of a view over the whole table: ``local`` (this worker's partitions) to a
     ``scope=local`` request, else ``merge`` of every worker's answer (``local`` first) and how
-    many workers there are; 503 if a worker holding part of the table did not answer."""
+    many workers there are; 503 if a worker holding part of the table did not answer.
+
+    A worker in a rebalance answers 503 too: until its recovery from the changelog is over,
+    its partitions' entries are missing or stale, and a part of the table must not pass for
+    all of it.
+    """
+    if view.app.rebalancing:
+        return view.json({"error": "rebalancing: this worker's partitions are moving, and its "
+                                   "part of the table is recovered from the changelog; ask "
+                                   "again in a moment"}, status=503)
     if request.query.get("scope") == "local":
         return view.json(local)
     try:

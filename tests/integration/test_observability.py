@@ -209,6 +209,8 @@ def test_either_member_worker_counts_signups_per_minute_as_the_database_has_them
     system.assert_counted_per_minute()
     body = system.per_minute("member", "minutes=3")
     assert len(body["per_minute"]) == 3 and body["workers"] == 1
+    keys = value(metrics(system, "member"), "signupflow_table_entries", table="signups-per-minute")
+    assert keys >= 2  # a (role, partition) per minute with signups, both roles here
     assert body["per_minute"][-1]["minute"] <= datetime.now(UTC).isoformat()
     system.start_extra("member-2", "member")
     try:

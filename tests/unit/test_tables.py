@@ -1,0 +1,75 @@
+"""What the tables' views share (signupflow/tables/partitioned.py): one worker's part, every
+worker's merged, and no answer at all while a rebalance moves the partitions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from signupflow.tables import partitioned
+
+
+class View:
+    """Stands in for a faust View: ``json`` returns what it was given."""
+
+    def __init__(self, rebalancing: bool = False) -> None:
+        self.app = SimpleNamespace(rebalancing=rebalancing)
+
+    def json(self, value: Any, *, status: int = 200) -> Any:
+        return status, value
+
+
+def request(**query: str) -> Any:
+    return SimpleNamespace(query=query, rel_url=SimpleNamespace(path="/things/"))
+
+
+def merge(answers: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    return {"n": sum(a["n"] for a in answers), "workers": workers}
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    calls: list[tuple[Any, ...]] = []
+
+    async def ask_others(app: Any, table: str, path: str, params: Any) -> Any:
+        calls.append((table, path, dict(params)))
+        return [{"n": 2}, {"n": 3}], 3
+
+    monkeypatch.setattr(partitioned, "ask_others", ask_others)
+    return calls
+
+
+async def answer(view: View, **query: str) -> Any:
+    return await partitioned.across_workers(cast(Any, view), request(**query), "things",
+                                            {"limit": "5"}, {"n": 1}, merge)
+
+
+async def test_the_whole_table_adds_every_workers_part(asked: list[tuple[Any, ...]]) -> None:
+    assert await answer(View()) == (200, {"n": 6, "workers": 3})
+    assert asked == [("things", "/things/", {"limit": "5"})]
+
+
+async def test_a_worker_asked_for_its_part_answers_alone(asked: list[tuple[Any, ...]]) -> None:
+    assert await answer(View(), scope="local") == (200, {"n": 1})
+    assert asked == []
+
+
+async def test_no_part_passes_for_the_whole_during_a_rebalance(
+    asked: list[tuple[Any, ...]]
+) -> None:
+    for query in ({}, {"scope": "local"}):
+        status, body = await answer(View(rebalancing=True), **query)
+        assert status == 503 and body["error"].startswith("rebalancing:")
+    assert asked == []
+
+
+async def test_a_worker_that_does_not_answer_is_a_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def ask_others(*_: Any) -> Any:
+        raise RuntimeError("worker http://127.0.0.1:1 answered 503")
+
+    monkeypatch.setattr(partitioned, "ask_others", ask_others)
+    assert await answer(View()) == (503, {
+        "error": "a worker holding part of the table did not answer: worker "
+                 "http://127.0.0.1:1 answered 503"})
