@@ -589,14 +589,14 @@ class TestAuthStorage:
         assert sum(database.run(both())) == count
         assert database.run(outbox_ids(database.auth)) == ids[count:]
 
+    # PostgreSQL only: SQLite has no row locks (each worker has its own file)
+    @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
     def test_delete_published_skips_rows_another_worker_locked(
         self, database: Database
     ) -> None:
-        """PostgreSQL: rows another worker holds locked are skipped, not waited for (the
-        deleter gives up on a lock after SHORT_WAIT_MS, so waiting would raise Retriable), and
-        deleted by a later call. SQLite has no row locks: each worker has its own file."""
-        if database.kind == "sqlite":
-            pytest.skip("SQLite has no row locks")
+        """Rows another worker holds locked are skipped, not waited for (the deleter gives up
+        on a lock after SHORT_WAIT_MS, so waiting would raise Retriable), and deleted by a
+        later call."""
         ids = database.run(aged_outbox(database.auth, [CUTOFF - timedelta(days=1)] * 4))
         deleter = database.engine("auth", short_wait=True)
 
