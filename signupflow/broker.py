@@ -81,9 +81,6 @@ class BrokerStatus:
         """The same, as ``SIGNUPFLOW_KAFKA_BROKER`` takes it."""
         return ";".join(f"kafka://127.0.0.1:{n.port}" for n in self.nodes if n.port)
 
-    def node(self, node_id: int) -> NodeStatus:
-        return self.nodes[node_id - 1]
-
     def describe(self) -> str:
         if len(self.nodes) == 1:
             n = self.nodes[0]
@@ -189,15 +186,11 @@ def status(home: Path) -> BrokerStatus:
                                     for i in range(1, node_count(home) + 1)))
 
 
-def replication_defaults(nodes: int) -> tuple[int, int]:
-    """Replication factor and min.insync.replicas of a cluster of ``nodes``: 3 and 2 from
-    three nodes on, so that one broker may be lost without stopping writes."""
-    factor = min(3, nodes)
-    return factor, max(1, factor - 1)
-
-
 def _config(folder: Path, node_id: int, port: int, controllers: dict[int, int]) -> str:
-    factor, min_isr = replication_defaults(len(controllers))
+    from signupflow.topics import TopicPolicy
+
+    # the broker's own topics get signupflow's default replication for this cluster size
+    factor, min_isr = TopicPolicy().resolve(len(controllers))
     voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in sorted(controllers.items()))
     return "\n".join([
         "process.roles=broker,controller",

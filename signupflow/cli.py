@@ -14,14 +14,7 @@ import click
 
 from signupflow import broker as local_broker
 from signupflow.settings import SERVICES, get_settings
-from signupflow.topics import (
-    TopicPolicy,
-    all_topics,
-    describe_partitions,
-    ensure_topics,
-    leader_topics,
-    table_topics,
-)
+from signupflow.topics import describe_partitions, ensure_every_topic
 
 
 def fail(message: str) -> None:
@@ -46,9 +39,7 @@ def start_broker_with_topics(port: int, nodes: int) -> local_broker.BrokerStatus
     s = get_settings()
     try:
         status = local_broker.start(s.broker_home, port, nodes)
-        asyncio.run(ensure_topics(status.bootstrap, s.partitions, all_topics(),
-                                  configs=table_topics(), policy=TopicPolicy.from_settings(s),
-                                  single=leader_topics(s)))
+        asyncio.run(ensure_every_topic(status.bootstrap, s))
     except (local_broker.BrokerError, RuntimeError) as exc:
         fail(str(exc))
     click.echo(f"broker {status.describe()}")
@@ -115,10 +106,7 @@ def topics() -> None:
     with another partition count or fewer replicas."""
     s = get_settings()
     try:
-        states = asyncio.run(ensure_topics(s.bootstrap_servers, s.partitions, all_topics(),
-                                           configs=table_topics(),
-                                           policy=TopicPolicy.from_settings(s),
-                                           single=leader_topics(s)))
+        states = asyncio.run(ensure_every_topic(s.bootstrap_servers, s))
     except Exception as exc:
         fail(f"topics on {s.bootstrap_servers}: {exc}")
     click.echo("topics ready: name, partitions, replicas, min.insync.replicas")

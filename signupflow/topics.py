@@ -272,3 +272,11 @@ async def describe_partitions(bootstrap: str) -> list[PartitionState]:
         (PartitionState(t["topic"], p["partition"], p["leader"], tuple(p["replicas"]),
                         tuple(p["isr"])) for t in described for p in t["partitions"]),
         key=lambda p: (p.topic, p.partition))
+
+
+async def ensure_every_topic(bootstrap: str, settings: Settings) -> list[TopicState]:
+    """Every topic signupflow and its workers use (data, dead letters, table changelogs,
+    Faust's leader topics), as the settings ask: ``signupflow topics``."""
+    return await ensure_topics(bootstrap, settings.partitions, all_topics(),
+                               configs=table_topics(), policy=TopicPolicy.from_settings(settings),
+                               single=leader_topics(settings))

@@ -29,7 +29,7 @@ from signupflow.db import make_engine, no_such_table
 from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES, load_settings
 from signupflow.supervisor import start_worker, stop_process, wait_http
-from signupflow.topics import describe_partitions, ensure_topics, leader_topics, table_topics
+from signupflow.topics import describe_partitions, ensure_every_topic
 from tests.integration.postgres import database_settings
 
 PARTITIONS = 4
@@ -63,9 +63,7 @@ class System:
             "SIGNUPFLOW_SCRYPT_N": "4096",  # the cheapest allowed cost keeps tests quick
             **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in self.ports.items()},
         }
-        settings = load_settings(self.env)  # every topic `signupflow topics` creates
-        asyncio.run(ensure_topics(self.bootstrap, PARTITIONS, configs=table_topics(),
-                                  single=leader_topics(settings)))
+        asyncio.run(ensure_every_topic(self.bootstrap, load_settings(self.env)))
 
     def stop_broker(self, kill: bool = False) -> None:
         """Stop the broker (``kill``: kill -9, no controlled shutdown)."""
