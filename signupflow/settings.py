@@ -112,7 +112,7 @@ class Settings:
     log_level: str
     app_ids: Mapping[str, str]
     outbox_relay: bool
-    #: None: min(3, the brokers the cluster reports), worked out by topics.replication()
+    #: None: min(3, the brokers the cluster reports), worked out by topics.TopicPolicy.resolve
     replication_factor: int | None
     #: None: replication factor - 1, at least 1
     min_insync_replicas: int | None
