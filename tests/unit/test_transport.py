@@ -16,6 +16,7 @@ import pytest
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka
 from faust.types import TP
+from mode.utils.locks import Event
 
 from signupflow import transport
 from signupflow.streams import batch
@@ -306,3 +307,92 @@ def test_the_apps_producer_is_idempotent_with_acks_all() -> None:
 
     assert settings["enable_idempotence"] is True
     assert settings["acks"] in ("all", -1)
+
+
+# --- the direct hand-off -------------------------------------------------------------------
+@pytest.fixture
+async def handing(consumer: Consumer) -> AsyncIterator[Consumer]:
+    """The consumer between rebalances (flow on), its events and loop this test's own (the
+    app is shared by the tests, each with its own loop)."""
+    saved = consumer.callback, consumer._loop, consumer.suspend_flow, consumer._stopped, \
+        consumer._crashed
+    consumer.loop = asyncio.get_running_loop()
+    consumer.suspend_flow, consumer._stopped, consumer._crashed = Event(), Event(), Event()  # type: ignore[assignment]
+    consumer.app.flow_control.resume()
+    try:
+        yield consumer
+    finally:
+        consumer.app.flow_control.suspend()
+        (consumer.callback, consumer.loop, consumer.suspend_flow, consumer._stopped,
+         consumer._crashed) = saved
+
+
+async def handed_off_in_own_task(consumer: Consumer) -> bool:
+    """Hand one message on as Faust's fetch loop does; True if the callback ran in the fetch
+    loop's own task (directly), False if in a task of its own (Faust's race)."""
+    ran_in: list[asyncio.Task[Any] | None] = []
+
+    async def on_message(message: Any) -> str:
+        ran_in.append(asyncio.current_task())
+        return str(message)
+
+    consumer.callback = on_message
+    done = await consumer.wait_first(on_message("m"), consumer.suspend_flow.wait())
+    assert done.results == ["m"]
+    return ran_in == [asyncio.current_task()]
+
+
+async def test_a_callback_that_cannot_block_is_awaited_directly(handing: Consumer) -> None:
+    assert handing.callback_cannot_block()
+    assert await handed_off_in_own_task(handing)
+
+
+async def test_the_direct_hand_off_lets_a_seek_run_between_two_messages(
+    handing: Consumer,
+) -> None:
+    ran: list[bool] = []
+
+    async def seek() -> None:
+        ran.append(True)
+
+    asyncio.get_running_loop().create_task(seek())
+    assert await handed_off_in_own_task(handing)
+    assert ran
+
+
+@pytest.mark.parametrize("why", ["flow suspended", "stream buffer full", "producer buffer full",
+                                 "conductor re-indexing"])
+async def test_a_callback_that_may_wait_keeps_fausts_race(handing: Consumer, why: str) -> None:
+    app = handing.app
+    undo: list[Any] = []
+    if why == "flow suspended":
+        app.flow_control.suspend()
+    elif why == "stream buffer full":
+        topic = app.topic("handoff-test", value_serializer="raw")
+        app.topics.add(topic)
+        undo.append(lambda: app.topics.discard(topic))
+        while not topic.queue.full():
+            topic.queue.put_nowait(None)
+        undo.append(topic.queue.clear)
+    elif why == "producer buffer full":
+        pending = app.producer.buffer.pending
+        for _ in range(app.producer.buffer.max_messages + 1):
+            pending.put_nowait(None)
+        undo.append(lambda: [pending.get_nowait() for _ in range(pending.qsize())])
+    else:
+        lock = app.topics._tp_to_callback_lock  # type: ignore[attr-defined]
+        await lock.acquire()
+        undo.append(lock.release)
+    try:
+        assert not handing.callback_cannot_block()
+        assert not await handed_off_in_own_task(handing)
+    finally:
+        for step in reversed(undo):
+            step()
+
+
+async def test_other_waits_are_fausts_own(handing: Consumer) -> None:
+    event = asyncio.Event()
+    event.set()
+    done = await handing.wait_first(event.wait(), timeout=1.0)
+    assert done.results == [True]
