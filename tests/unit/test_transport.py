@@ -128,6 +128,42 @@ async def test_a_batch_fetched_before_a_seek_is_not_handed_out_after_it(
     assert consumer._committed_offset[TP0] == 62
 
 
+CHANGELOG0 = TP("signupflow-batch-partner-summary-changelog", 0)
+
+
+async def drivers_seek_wait(self: Any, partitions: Mapping[TP, int]) -> None:
+    """Faust's driver ``_seek_wait`` as far as offsets go: it writes the read offsets itself."""
+    for tp, offset in partitions.items():
+        if offset > 0:
+            self._read_offset[tp] = offset
+        elif tp in self._read_offset:
+            del self._read_offset[tp]
+
+
+async def test_a_changelog_batch_fetched_before_recoverys_seek_is_not_handed_out_after_it(
+    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recovery stall: a worker took changelog partitions back that it had read before.
+    Recovery seeks them to their start (``seek_wait``, not ``seek``) while the fetch loop is
+    handing out a changelog record from before; its write-back set the read offset past the
+    seek's, so every record recovery asked for was dropped as already read, and recovery
+    waited for them for ever ("No event received for active tp ... since recovery start")."""
+    consumer._read_offset.pop(CHANGELOG0, None)
+    consumer._epochs.pop(CHANGELOG0, None)
+    monkeypatch.setattr(aiokafka.Consumer, "seek_wait", drivers_seek_wait)
+    fetch_like_faust(monkeypatch, [(CHANGELOG0, SimpleNamespace(offset=o)) for o in (50, 51)])
+    handed: list[int] = []
+    async for tp, message in consumer.getmany(timeout=1.0):
+        handed.append(message.offset)
+        if message.offset == 50:
+            await consumer.seek_wait({CHANGELOG0: 0})  # recovery starts meanwhile
+        consumer._read_offset[tp] = message.offset  # what the fetch loop does next
+    assert handed == [50]  # nothing more of the batch from before the seek
+    assert consumer._read_offset[CHANGELOG0] is None  # the seek's position: read from 0
+    await consumer.seek_wait({CHANGELOG0: 7})
+    assert consumer._read_offset[CHANGELOG0] == 7
+
+
 async def test_a_seek_of_another_partition_drops_nothing(
     consumer: Consumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
