@@ -262,3 +262,23 @@ def test_bad_values_name_the_variable(name: str, value: str, message: str) -> No
 
     assert str(info.value).startswith(message)
     assert name in str(info.value)
+
+
+async def test_workers_leave_out_fausts_monitor_sensor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four calls per message and event for Faust's own statistics page, which is not used."""
+    import faust
+
+    from signupflow.app import create_app
+
+    app = create_app("member", load_settings({"SIGNUPFLOW_DATA_DIR": str(tmp_path)}))
+
+    def faust_adds_its_monitor(self: faust.App) -> list[object]:  # without building services
+        self.sensors.add(self.monitor)
+        return []
+
+    monkeypatch.setattr(faust.App, "on_init_dependencies", faust_adds_its_monitor)
+    app.on_init_dependencies()
+
+    assert app.monitor not in set(app.sensors)
