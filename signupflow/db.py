@@ -1,13 +1,18 @@
-"""Async database engines (SQLite by default, any SQLAlchemy async URL works) and upserts."""
+"""Async database engines (SQLite by default, any SQLAlchemy async URL works), transactions
+run as one synchronous function, and upserts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, MetaData, Table, event, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
@@ -32,13 +37,87 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> AsyncEngine:
+    """The engine of ``url``. A SQLite file also gets a synchronous twin (see :func:`transaction`),
+    disposed whenever the engine is."""
     path = _sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
+        builtin = tuple(engine.sync_engine.pool.dispatch.connect)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if _file_database(engine.url):
+            _twins[engine.sync_engine] = _Twin.of(engine.sync_engine, builtin)
     return engine
+
+
+R = TypeVar("R")
+
+
+async def transaction(engine: AsyncEngine, work: Callable[[Connection], R]) -> R:
+    """Run ``work`` on a synchronous connection in one transaction: committed once it returned,
+    rolled back if it raised (the driver's errors come out as SQLAlchemy's, as ever).
+
+    On a SQLite file (an engine from :func:`make_engine`) the whole transaction is one call to
+    a worker thread, on the engine's pysqlite twin: aiosqlite hops to its thread and back to
+    the loop for every driver call (execute, fetch, cursor close, commit: 25 for a batch of
+    profiles). Elsewhere (PostgreSQL, in-memory SQLite) it runs on the loop, through
+    ``run_sync``.
+
+    Cancelling the caller does not stop the thread: its transaction still commits or rolls back
+    on its own (the writes are idempotent: a batch not acknowledged comes back as redelivery).
+    """
+    twin = _twins.get(engine.sync_engine)
+    if twin is None:
+        async with engine.begin() as conn:
+            return await conn.run_sync(work)
+    return await asyncio.to_thread(_in_transaction, twin.engine, work)
+
+
+def _in_transaction(engine: Engine, work: Callable[[Connection], R]) -> R:
+    with engine.begin() as conn:
+        return work(conn)
+
+
+def _file_database(url: URL) -> bool:
+    """Whether ``url`` names a SQLite file: another connection to it sees the same database
+    (not so ``:memory:`` nor, to be safe, any ``file:`` URI)."""
+    return (url.database or ":memory:") != ":memory:" and not url.query.get("uri")
+
+
+@dataclass(frozen=True)
+class _Twin:
+    """The synchronous twin of an async SQLite engine: the same file through the pysqlite driver
+    (which turns ``check_same_thread`` off for a file: pooled connections move between worker
+    threads).
+
+    Its connections get the ``connect`` listeners of the async engine that are not
+    SQLAlchemy's own (``builtin``), the ones registered later too, in their order:
+    :func:`_sqlite_pragmas`, and any a caller added (a shorter busy timeout...).
+    """
+
+    engine: Engine
+
+    @classmethod
+    def of(cls, source: Engine, builtin: tuple[Any, ...]) -> _Twin:
+        twin = create_engine(source.url.set(drivername="sqlite"))
+        owner = weakref.ref(source)  # the twin must not keep its engine alive
+
+        def connect(dbapi_conn: Any, record: Any) -> None:
+            engine = owner()
+            if engine is None:
+                return
+            for listener in engine.pool.dispatch.connect:  # the current pool's, after dispose
+                if all(listener is not b for b in builtin):
+                    listener(dbapi_conn, record)
+
+        event.listen(twin, "connect", connect)
+        event.listen(source, "engine_disposed", lambda _engine: twin.dispose())
+        return cls(twin)
+
+
+#: The twin of each async SQLite file engine's sync_engine (gone with the engine).
+_twins: weakref.WeakKeyDictionary[Engine, _Twin] = weakref.WeakKeyDictionary()
 
 
 def no_such_table(error: BaseException) -> bool:

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from signupflow.db import upsert
+from signupflow.db import transaction, upsert
 from signupflow.models.db import PartnerSummaryRow, table_of
 from signupflow.models.events import PartnerSummary
 from signupflow.storage.errors import translated
@@ -31,8 +31,8 @@ async def save_summaries(
         "summarized_at": datetime.fromisoformat(s.summarized_at),
     } for s in summaries]
     with translated():
-        async with engine.begin() as conn:
-            await conn.execute(upsert(SUMMARIES, engine.dialect.name, ["partner_id"]), rows)
+        await transaction(engine, lambda conn: conn.execute(
+            upsert(SUMMARIES, conn.dialect.name, ["partner_id"]), rows))
     return {}
 
 
