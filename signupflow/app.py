@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import threading
@@ -186,4 +187,19 @@ def create_app(
         tracing.shutdown()
 
     app.on_before_shutdown.connect(flush_traces, weak=False)  # type: ignore[arg-type]
+    app.on_rebalance_complete.connect(freeze_heap, weak=False)
     return app
+
+
+async def freeze_heap(*_: Any, **__: Any) -> None:
+    """After a rebalance, collect once and freeze what is left: Python's full collections then
+    skip the objects that live as long as the worker (Faust's, the tables', the modules').
+
+    Otherwise each full collection scanned all of them: 50 to 150 ms pauses of the member
+    worker at 500 events/s (2026-11-28, 2 vCPUs, under load), each holding up every event in
+    flight, about 1.5% of them: the p99 latency. What was frozen before is thawed and
+    collected again first, so garbage cycles among it are not kept for ever.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

@@ -282,3 +282,18 @@ async def test_workers_leave_out_fausts_monitor_sensor(
     app.on_init_dependencies()
 
     assert app.monitor not in set(app.sensors)
+
+
+async def test_a_worker_freezes_its_heap_after_each_rebalance(tmp_path: Path) -> None:
+    """Full collections then skip the long-lived objects (the pauses that made the p99)."""
+    import gc
+
+    from signupflow.app import create_app
+
+    app = create_app("member", load_settings({"SIGNUPFLOW_DATA_DIR": str(tmp_path)}))
+    gc.unfreeze()
+    try:
+        await app.on_rebalance_complete.send()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
