@@ -7,13 +7,11 @@ import gc
 import os
 import signal
 import threading
-from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
 import faust
 from faust.types import TransportT
-from mode import ServiceT
 
 from signupflow import tracing, transport
 from signupflow.probes import Check, Refresher, broker_reachable, register_probes
@@ -88,14 +86,6 @@ class ServiceApp(faust.App):
         # Anything Faust declares itself is replicated the same way.
         self.conf.topic_replication_factor = min(state.replicas for state in states)
         await super().on_first_start()
-
-    def on_init_dependencies(self) -> Iterable[ServiceT]:
-        """Faust's Monitor sensor is left out. It counts every message and event, four calls
-        each, for Faust's own statistics page (``/`` of the worker's web server); signupflow's
-        ``/metrics`` keeps its own counters. A few percent of the member worker's CPU."""
-        services = super().on_init_dependencies()
-        self.sensors.remove(self.monitor)
-        return services
 
     def _new_transport(self) -> TransportT:
         # Faust's kafka:// transport, with commits that never pass an unprocessed event

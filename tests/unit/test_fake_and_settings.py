@@ -264,26 +264,6 @@ def test_bad_values_name_the_variable(name: str, value: str, message: str) -> No
     assert name in str(info.value)
 
 
-async def test_workers_leave_out_fausts_monitor_sensor(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Four calls per message and event for Faust's own statistics page, which is not used."""
-    import faust
-
-    from signupflow.app import create_app
-
-    app = create_app("member", load_settings({"SIGNUPFLOW_DATA_DIR": str(tmp_path)}))
-
-    def faust_adds_its_monitor(self: faust.App) -> list[object]:  # without building services
-        self.sensors.add(self.monitor)
-        return []
-
-    monkeypatch.setattr(faust.App, "on_init_dependencies", faust_adds_its_monitor)
-    app.on_init_dependencies()
-
-    assert app.monitor not in set(app.sensors)
-
-
 async def test_a_worker_freezes_its_heap_after_each_rebalance(tmp_path: Path) -> None:
     """Full collections then skip the long-lived objects (the pauses that made the p99)."""
     import gc
