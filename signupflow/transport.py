@@ -97,7 +97,7 @@ class Consumer(aiokafka.Consumer):
         skipped on their way, or one fabricated by a rebalance: ``perform_seek`` rewinds the
         read offsets (``dict.update``, no epoch check) under a batch the fetch loop goes on
         handing out, and the next message then "jumps". A soak of the kill -9 tests lost the
-        message in hand that way (2 of 27 runs: ``partner-created[3]@35`` after a gap
+        message in hand that way (5 of 27 runs; verified: ``partner-created[3]@35`` after a gap
         15..34 that was handed out all the same). So every offset must be acknowledged before
         a commit passes it; one that never comes is read again (:meth:`_read_again_if_lost`).
         Logged, as Faust does only at its dev level.
@@ -221,7 +221,8 @@ class Consumer(aiokafka.Consumer):
         rebalance can abandon a callback stuck on a full buffer. When nothing can make the
         callback wait (:meth:`callback_cannot_block`) there is nothing to race, and it is
         awaited directly. The loop then yields once, as the race did, so that a rebalance's
-        seek can come between two messages; the seek epochs above make that safe.
+        seek can come between two messages; the seek epochs and the commit guard above make
+        that safe (docs/decisions/direct-hand-off.md).
         """
         if (len(coros) == 2 and timeout is None
                 and getattr(coros[0], "cr_code", None) is self.callback.__code__

@@ -379,7 +379,8 @@ async def handing(consumer: Consumer) -> AsyncIterator[Consumer]:
     saved = consumer.callback, consumer._loop, consumer.suspend_flow, consumer._stopped, \
         consumer._crashed
     consumer.loop = asyncio.get_running_loop()
-    consumer.suspend_flow, consumer._stopped, consumer._crashed = Event(), Event(), Event()  # type: ignore[assignment]
+    fresh: Any = (Event(), Event(), Event())
+    consumer.suspend_flow, consumer._stopped, consumer._crashed = fresh
     consumer.app.flow_control.resume()
     try:
         yield consumer
