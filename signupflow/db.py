@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,7 +46,7 @@ def make_engine(url: str) -> AsyncEngine:
         builtin = tuple(engine.sync_engine.pool.dispatch.connect)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         if _file_database(engine.url):
-            _twins[engine.sync_engine] = _Twin.of(engine.sync_engine, builtin)
+            _twins[engine.sync_engine] = _twin_of(engine.sync_engine, builtin)
     return engine
 
 
@@ -71,7 +70,7 @@ async def transaction(engine: AsyncEngine, work: Callable[[Connection], R]) -> R
     if twin is None:
         async with engine.begin() as conn:
             return await conn.run_sync(work)
-    return await asyncio.to_thread(_in_transaction, twin.engine, work)
+    return await asyncio.to_thread(_in_transaction, twin, work)
 
 
 def _in_transaction(engine: Engine, work: Callable[[Connection], R]) -> R:
@@ -85,39 +84,33 @@ def _file_database(url: URL) -> bool:
     return (url.database or ":memory:") != ":memory:" and not url.query.get("uri")
 
 
-@dataclass(frozen=True)
-class _Twin:
+def _twin_of(source: Engine, builtin: tuple[Any, ...]) -> Engine:
     """The synchronous twin of an async SQLite engine: the same file through the pysqlite driver
     (which turns ``check_same_thread`` off for a file: pooled connections move between worker
-    threads).
+    threads), disposed whenever ``source`` is.
 
     Its connections get the ``connect`` listeners of the async engine that are not
     SQLAlchemy's own (``builtin``), the ones registered later too, in their order:
     :func:`_sqlite_pragmas`, and any a caller added (a shorter busy timeout...).
     """
+    twin = create_engine(source.url.set(drivername="sqlite"))
+    owner = weakref.ref(source)  # the twin must not keep its engine alive
 
-    engine: Engine
+    def connect(dbapi_conn: Any, record: Any) -> None:
+        engine = owner()
+        if engine is None:
+            return
+        for listener in engine.pool.dispatch.connect:  # the current pool's, after dispose
+            if all(listener is not b for b in builtin):
+                listener(dbapi_conn, record)
 
-    @classmethod
-    def of(cls, source: Engine, builtin: tuple[Any, ...]) -> _Twin:
-        twin = create_engine(source.url.set(drivername="sqlite"))
-        owner = weakref.ref(source)  # the twin must not keep its engine alive
-
-        def connect(dbapi_conn: Any, record: Any) -> None:
-            engine = owner()
-            if engine is None:
-                return
-            for listener in engine.pool.dispatch.connect:  # the current pool's, after dispose
-                if all(listener is not b for b in builtin):
-                    listener(dbapi_conn, record)
-
-        event.listen(twin, "connect", connect)
-        event.listen(source, "engine_disposed", lambda _engine: twin.dispose())
-        return cls(twin)
+    event.listen(twin, "connect", connect)
+    event.listen(source, "engine_disposed", lambda _engine: twin.dispose())
+    return twin
 
 
 #: The twin of each async SQLite file engine's sync_engine (gone with the engine).
-_twins: weakref.WeakKeyDictionary[Engine, _Twin] = weakref.WeakKeyDictionary()
+_twins: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 
 def no_such_table(error: BaseException) -> bool:
