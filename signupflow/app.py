@@ -15,6 +15,7 @@ from faust.types import TransportT
 
 from signupflow import tracing, transport
 from signupflow.probes import Check, Refresher, broker_reachable, register_probes
+from signupflow.recovery import TableManager
 from signupflow.settings import Settings, get_settings
 from signupflow.topics import TopicPolicy, ensure_topics, leader_topic, topic_config
 
@@ -164,6 +165,7 @@ def create_app(
         autodiscover=False,
         origin="signupflow",
         Worker=Worker,
+        TableManager=TableManager,
     )
     app.signupflow_topics = list(topics or [])
     app.signupflow_settings = s

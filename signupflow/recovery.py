@@ -1,0 +1,65 @@
+"""Faust's table recovery, with a slow step waited for instead of taken for a stop.
+
+At the end of every rebalance Faust's ``Recovery`` seeks the stream partitions to their
+committed offsets (``perform_seek``), giving it the broker request timeout (90 s). Its
+``_wait`` cannot tell that timeout from a stop: both come back from ``wait_first`` as
+"stopped", so a seek still waiting after 90 s raises ``ServiceStopped``, and the recovery task
+takes that as its own shutdown and ends, logging nothing above Faust's dev level. The worker
+then never becomes ready again: the next rebalance's assignment is never recovered, the
+fetcher never starts, and nothing says why. Reproduced (2026-12-07, 3-node local cluster):
+the batch worker's group coordinator stopped answering during its first ``perform_seek``
+(the broker paused for 30 s, request timeout 20 s), and the worker stayed not ready for good
+although the broker answered again and the group rebalanced (issue 21, item 1).
+
+Here a step that outlasts its timeout is waited for (aiokafka retries the offset fetch until
+the coordinator answers), with a warning each time the timeout passes; a stop and a new
+rebalance still end the wait at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from time import monotonic
+from typing import Any, cast
+
+from faust.tables import TableManager as FaustTableManager
+from faust.tables import recovery
+from mode.services import WaitArgT
+from mode.utils.times import Seconds, want_seconds
+
+
+class Recovery(recovery.Recovery):
+    async def _wait(
+        self, coro: WaitArgT,
+        timeout: Seconds | None = None,  # noqa: ASYNC109 - Faust's signature
+    ) -> None:
+        if timeout is None:
+            await super()._wait(coro)
+            return
+        step = asyncio.ensure_future(cast(Awaitable[Any], coro))
+        started = monotonic()
+        try:
+            while True:
+                try:
+                    await super()._wait(asyncio.shield(step), timeout=timeout)
+                    return
+                except recovery.ServiceStopped:
+                    if self.should_stop:
+                        raise
+                self.log.warning("%s still waiting after %.0fs (the broker does not answer "
+                                 "yet; Faust's timeout is %.0fs): waiting on",
+                                 getattr(coro, "__qualname__", "a recovery step"),
+                                 monotonic() - started, want_seconds(timeout))
+        finally:
+            step.cancel()  # a no-op once done
+
+
+class TableManager(FaustTableManager):
+    """Faust's table manager, with the :class:`Recovery` above."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return cast(Recovery, self._recovery)
