@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import signal
 import threading
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import faust
 from faust.types import TransportT
 
-from signupflow import tracing, transport
-from signupflow.probes import Check, Refresher, broker_reachable, register_probes
+from signupflow import liveness, tracing, transport
+from signupflow.outages import Outage, RepeatFilter
+from signupflow.probes import Check, Refresher, broker_check, register_probes
 from signupflow.recovery import TableManager
 from signupflow.settings import Settings, get_settings
 from signupflow.topics import TopicPolicy, ensure_topics, leader_topic, topic_config
@@ -23,6 +26,7 @@ from signupflow.topics import TopicPolicy, ensure_topics, leader_topic, topic_co
 METADATA_MAX_AGE_MS = 10_000
 #: Exit status of a worker that the shutdown watchdog ended.
 EXIT_SHUTDOWN_TIMEOUT = 75
+Task = TypeVar("Task", bound=Callable[[], Awaitable[None]])
 
 
 class Worker(faust.Worker):
@@ -48,6 +52,27 @@ class Worker(faust.Worker):
         watchdog.daemon = True
         watchdog.start()
         super()._schedule_shutdown(signal)
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        for handler in logger.handlers:  # aiokafka's repeated errors, once per 30 s
+            handler.addFilter(RepeatFilter())
+
+    def execute_from_commandline(self) -> NoReturn:
+        """Faust's, with exit status ``EXIT_WEDGED`` after the liveness watchdog stopped a
+        wedged worker (``signupflow/liveness.py``)."""
+        try:
+            super().execute_from_commandline()
+        except SystemExit as exc:
+            app = self.app
+            if not exc.code and isinstance(app, ServiceApp) and app.liveness.wedged:
+                raise SystemExit(liveness.EXIT_WEDGED) from exc
+            raise
+
+
+def _stop_self() -> None:
+    """Stop this worker as SIGTERM does (bounded by the shutdown watchdog)."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _hard_exit(signal_name: str, timeout: float) -> None:
@@ -75,6 +100,26 @@ class ServiceApp(faust.App):
     #: What ``/ready`` checks, and what refreshes the state gauges of ``/metrics``.
     ready_checks: list[Check]
     metric_refreshers: list[Refresher]
+    #: Whether the worker is wedged (``/health``), watched from its start.
+    liveness: liveness.Liveness
+    #: Tasks that start with the worker (see :meth:`worker_task`).
+    worker_tasks: list[Callable[[], Awaitable[None]]]
+
+    def worker_task(self, task: Task) -> Task:
+        """Run ``task`` from the worker's start, stopped (cancelled) with it.
+
+        ``@app.task`` starts only once the consumer's first rebalance and its table recovery
+        are done, and a rebalance after a restart waits out the dead worker's session
+        timeout: the outbox relay, which consumes nothing, sat that long (up to 24 s) before
+        publishing, and a watchdog of the first rebalance could not watch it.
+        """
+        self.worker_tasks.append(task)
+        return task
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for task in self.worker_tasks:
+            self.add_future(task())
 
     async def on_first_start(self) -> None:
         s = self.signupflow_settings
@@ -170,8 +215,12 @@ def create_app(
     app.signupflow_topics = list(topics or [])
     app.signupflow_settings = s
     app.batch_writers = set()
-    app.ready_checks = [partial(broker_reachable, s.bootstrap_servers)]
+    app.ready_checks = [broker_check(s.bootstrap_servers, Outage(f"{service}: broker",
+                                                                 down="unreachable"))]
     app.metric_refreshers = []
+    app.liveness = liveness.Liveness(s.wedged_after)
+    app.worker_tasks = []
+    app.worker_task(partial(liveness.watch, app, service, _stop_self))
     register_probes(app)
     tracing.setup(service)
 

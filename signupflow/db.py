@@ -4,6 +4,7 @@ run as one synchronous function, and upserts."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -122,22 +123,33 @@ def no_such_table(error: BaseException) -> bool:
     return "no such table" in str(error) or state == "42P01"
 
 
-async def ping(engine: AsyncEngine, write: bool = True) -> bool:
-    """Whether the database would take a write now (``write=False``: answer at all).
+async def unwritable(engine: AsyncEngine, lock_wait: float = 1.0) -> str | None:
+    """Why the database would not take a write now; None if it would.
 
-    For a write, SQLite's lock is taken (``BEGIN IMMEDIATE``, waiting up to the busy timeout),
-    so a database locked by another writer reads as unavailable, like one that is down.
+    On a SQLite file the write lock is asked for (``BEGIN IMMEDIATE``, then rolled back) on a
+    connection of its own that waits at most ``lock_wait`` seconds: a file another process
+    holds locked reads as unwritable (a ``SELECT 1`` still answers then: WAL lets it read),
+    while this worker's own transactions, milliseconds long, are waited for. Elsewhere the
+    database must answer ``SELECT 1``.
     """
     try:
-        async with engine.connect() as conn:
-            if write and engine.dialect.name == "sqlite":
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-                await conn.rollback()
-            else:
+        if engine.sync_engine in _twins:
+            await asyncio.to_thread(_lock_and_release, str(engine.url.database), lock_wait)
+        else:
+            async with engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
-        return True
-    except Exception:
-        return False
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return None
+
+
+def _lock_and_release(path: str, lock_wait: float) -> None:
+    conn = sqlite3.connect(path, timeout=lock_wait, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
 
 
 async def create_schema(engine: AsyncEngine, service: str) -> None:

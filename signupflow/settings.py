@@ -120,6 +120,8 @@ class Settings:
     outbox_retention: float
     #: seconds a dead letter is kept on its topic
     dlq_retention: float
+    #: seconds a worker may be kept from being ready by reasons of its own before it exits
+    wedged_after: float
 
     @property
     def bootstrap_servers(self) -> str:
@@ -180,6 +182,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         min_insync_replicas=_optional_count(env, "MIN_INSYNC_REPLICAS"),
         outbox_retention=_duration(env, "OUTBOX_RETENTION", 7 * 86400),
         dlq_retention=_duration(env, "DLQ_RETENTION", 30 * 86400),
+        wedged_after=_duration(env, "WEDGED_AFTER", 180),
     )
 
 

@@ -182,7 +182,7 @@ async def retention_round(cleaned: float | None) -> float | None:
     return time.monotonic() if finished else cleaned
 
 
-@app.task
+@app.worker_task
 async def outbox_relay() -> None:
     """Publish the outbox forever: on every commit (wake-up) and every second (catch-up);
     every ``RETENTION_INTERVAL``, delete the rows published longer than the retention ago."""

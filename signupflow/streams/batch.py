@@ -16,7 +16,6 @@ from functools import partial
 
 from signupflow.app import create_app
 from signupflow.console import register_console
-from signupflow.db import ping
 from signupflow.domain.decode import decode_partner_created
 from signupflow.domain.reuse import Conflict
 from signupflow.domain.summary import merge_summary
@@ -86,7 +85,7 @@ async def handle(events: Sequence[RawEvent]) -> list[PartnerSummary]:
         changed.events.append(raw)
     with traced.write():
         refused = await write_isolating(changed.records, partial(save_summaries, engine),
-                                        partial(ping, engine), STAGE)
+                                        resources, STAGE)
     written = changed.refuse(refused, STAGE)
     letters = decoded.dead + changed.dead
     await until_done(f"{STAGE} dead letters", partial(dead_letters.send, letters))

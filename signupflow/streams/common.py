@@ -22,11 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow import tracing
 from signupflow.app import ServiceApp
-from signupflow.db import create_schema, make_engine, ping
+from signupflow.db import create_schema, make_engine, unwritable
 from signupflow.dlq import DeadLetter, dead_letter
 from signupflow.domain.decode import InvalidEvent
 from signupflow.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERS
-from signupflow.probes import consumer_checks
+from signupflow.outages import Outage
+from signupflow.probes import Check, consumer_checks
 from signupflow.settings import Settings
 from signupflow.streams.retry import Backoff
 from signupflow.topic_reader import topic_partitions
@@ -44,14 +45,28 @@ BATCH_MAX = 500
 SENT_MEMORY = 100_000
 
 
+#: Seconds a write probe of a SQLite file waits for its lock (see ``db.unwritable``).
+LOCK_WAIT = 1.0
+
+
 class Resources:
-    """A service's database engine, with its schema created once, on first use."""
+    """A service's database engine, with its schema created once, on first use, and the
+    database's outages as the service sees them."""
 
     def __init__(self, service: str, settings: Settings):
         self.service = service
         self.settings = settings
+        self.outage = Outage(f"{service}: database")
         self._engine: AsyncEngine | None = None
         self._lock = asyncio.Lock()
+
+    async def unwritable(self) -> str | None:
+        """Why the database would not take a write now (None: it would)."""
+        try:
+            engine = await self.engine()
+        except Exception as exc:  # the schema could not be created: down
+            return repr(exc)
+        return await unwritable(engine, LOCK_WAIT)
 
     async def engine(self) -> AsyncEngine:
         if self._engine is None:
@@ -70,15 +85,15 @@ class Resources:
 
 def service_resources(app: ServiceApp, service: str, settings: Settings) -> Resources:
     """The service's :class:`Resources`, closed when its app shuts down; ``/ready`` checks
-    that its database answers."""
+    that its database takes a write (and so tells an outage even while no event comes)."""
     resources = Resources(service, settings)
 
     async def database() -> str | None:
-        if await ping(await resources.engine(), write=False):
-            return None
-        return f"database of {service} does not answer"
+        problem = resources.outage.observe(await resources.unwritable())
+        return None if problem is None else f"database of {service} cannot be written " \
+                                            f"({problem})"
 
-    app.ready_checks.append(database)
+    app.ready_checks.append(Check("database", "dependency", database))
 
     async def close(_app: Any, *_: Any, signal: Any, **__: Any) -> None:
         await resources.close()

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from functools import partial
 
 from signupflow.app import create_app
-from signupflow.db import ping
 from signupflow.domain.decode import decode_profile_insert
 from signupflow.domain.per_minute import MinuteKey, oldest_kept
 from signupflow.domain.summary import partner_created
@@ -103,7 +102,7 @@ async def handle(events: Sequence[RawEvent]) -> list[ProfileInsert]:
         refused = await write_isolating(
             [(p, raw.message.partition) for p, raw in zip(decoded.records, decoded.events,
                                                           strict=True)],
-            save, partial(ping, engine), STAGE)
+            save, resources, STAGE)
     written = decoded.refuse(refused, STAGE)
     await until_done(f"{STAGE} dead letters", partial(dead_letters.send, decoded.dead))
     partners = [(e, traced.headers_for(raw)) for p, raw in written

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from signupflow.outages import Outage
 from signupflow.storage.errors import Rejected, Retriable
 
 log = logging.getLogger(__name__)
@@ -50,29 +52,45 @@ class Backoff:
 
 async def until_done(what: str, action: Callable[[], Awaitable[T]]) -> T:
     """Run ``action`` until it succeeds, with backoff: for steps whose failure can only be an
-    outage (a send to the broker that must be acknowledged before offsets are committed)."""
-    backoff = Backoff()
+    outage (a send to the broker that must be acknowledged before offsets are committed).
+    The log tells the outage once, with reminders, and when it is over (:class:`Outage`)."""
+    backoff, outage = Backoff(), Outage(what, down="failing")
     while True:
+        started = time.monotonic()
         try:
-            return await action()
+            result = await action()
         except Exception as exc:
-            log.error("%s failed (%r); retrying in %.1fs", what, exc, backoff.delay)
+            outage.failed(repr(exc), since=started)
             await backoff.sleep()
+            continue
+        outage.recovered()
+        return result
 
 
 #: Writes a batch; returns the records it refused itself (by index) with the reason.
 Write = Callable[[Sequence[R]], Awaitable[Mapping[int, str]]]
 
 
+class Database(Protocol):
+    """What :func:`write_isolating` needs of a service's database besides the write."""
+
+    #: its outages as the service's writes and probes see them (and the log tells them)
+    outage: Outage
+
+    async def unwritable(self) -> str | None:
+        """Why the database would not take a write now (None: it would)."""
+
+
 async def write_isolating(
-    records: Sequence[R], write: Write[R], healthy: Callable[[], Awaitable[bool]], stage: str,
+    records: Sequence[R], write: Write[R], database: Database, stage: str,
 ) -> dict[int, str]:
     """Write ``records``; returns the indexes that could not be written, with the reason.
 
-    A :class:`Retriable` error while ``healthy()`` says the database is down is an outage: wait
-    and retry, as long as it lasts. Any other failure (a :class:`Rejected` at once, anything
-    else after :data:`MAX_ATTEMPTS`) is deterministic: the batch is split in halves, and halves
-    again, until the records that fail on their own are found. The rest is written, in order.
+    A :class:`Retriable` error while the database would not take a write (``unwritable``) is an
+    outage: wait and retry, as long as it lasts (the log says so once, with reminders, and when
+    it is over). Any other failure (a :class:`Rejected` at once, anything else after
+    :data:`MAX_ATTEMPTS`) is deterministic: the batch is split in halves, and halves again,
+    until the records that fail on their own are found. The rest is written, in order.
     """
     refused: dict[int, str] = {}
 
@@ -80,16 +98,17 @@ async def write_isolating(
         """Write ``chunk``; None once written, else why it failed deterministically."""
         backoff, failures = Backoff(), 0
         while True:
+            started = time.monotonic()
             try:
                 for j, reason in (await write([records[i] for i in chunk])).items():
                     refused[chunk[j]] = reason
+                database.outage.recovered()
                 return None
             except Rejected as exc:
                 return f"database rejected: {exc}"
             except Retriable as exc:
-                if not await healthy():
-                    log.error("%s: database unavailable (%s); retrying in %.1fs",
-                              stage, exc, backoff.delay)
+                if await database.unwritable() is not None:
+                    database.outage.failed(str(exc), since=started)
                     await backoff.sleep()
                     continue
                 reason = f"database error: {exc}"

@@ -17,7 +17,8 @@ case per recorder, run per backend), every test here runs once per backend throu
 * :class:`TestMemberStorage`: ``save_profiles`` (inserts, redelivery, conflicting uuid reuse,
   signups per minute counted once, also by concurrent writers), ``prune_minutes``;
 * :class:`TestBatchStorage`: ``save_summaries`` and ``load_summaries``;
-* :class:`TestDb`: ``make_engine``, ``ping``, ``create_schema``, ``insert_ignore``, ``upsert``;
+* :class:`TestDb`: ``make_engine``, ``unwritable``, ``create_schema``, ``insert_ignore``,
+  ``upsert``;
 * :class:`TestErrorTranslation`: outages and locks raise :class:`Retriable`, values the database
   refuses raise :class:`Rejected`.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -45,7 +47,7 @@ import pytest
 from sqlalchemy import Table, event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signupflow.db import create_schema, insert_ignore, make_engine, ping, upsert
+from signupflow.db import create_schema, insert_ignore, make_engine, unwritable, upsert
 from signupflow.domain.per_minute import MinuteKey, window_start
 from signupflow.domain.reuse import instant
 from signupflow.domain.signup import Signup, profile_event, validate_signup
@@ -243,6 +245,11 @@ class Outage:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+async def _select_one(engine: AsyncEngine) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.exec_driver_sql("SELECT 1")).scalar()
 
 
 def signup(email: str = "ada@example.com", role: str = "USER", nickname: str = "ada_l",
@@ -845,22 +852,30 @@ class TestDb:
             assert (engine.dialect.name, engine.dialect.driver) == ("postgresql", "asyncpg")
             assert engine.url.render_as_string() == database.urls["auth"]
 
-    def test_ping_is_true_on_a_live_database(self, database: Database) -> None:
+    def test_a_live_database_is_writable(self, database: Database) -> None:
         for service in SERVICES:
-            assert database.run(ping(database.engines[service])) is True
-            assert database.run(ping(database.engine(service))) is True
+            assert database.run(unwritable(database.engines[service])) is None
+            assert database.run(unwritable(database.engine(service))) is None
 
-    def test_ping_is_false_when_the_database_is_unavailable(self, outage: Outage) -> None:
-        """PostgreSQL: the server is stopped. SQLite: another connection holds the write lock
-        (ping waits the busy timeout, shortened here, then reports it unavailable)."""
+    def test_unwritable_says_why_when_the_database_cannot_be_written(
+            self, outage: Outage) -> None:
+        """PostgreSQL: the server is stopped. SQLite: another process holds the write lock, so
+        the file still answers a read (WAL) but takes no write: the probe asks for the lock
+        and gives up after its own short wait, not the 10 s busy timeout."""
         db = outage.db
-        assert db.run(ping(db.auth)) is True
+        assert db.run(unwritable(db.auth)) is None
         outage.go_down()
         for service in SERVICES:
-            assert db.run(ping(db.engines[service])) is False
+            started = time.monotonic()
+            problem = db.run(unwritable(db.engines[service], lock_wait=0.2))
+            assert problem, service
+            if db.kind == "sqlite":
+                assert "database is locked" in problem
+                assert time.monotonic() - started < 1.5
+                assert db.run(_select_one(db.engines[service])) == 1  # it still reads
         if db.kind == "sqlite":
             outage.up_again()
-            assert db.run(ping(db.auth)) is True
+            assert db.run(unwritable(db.auth)) is None
 
     def test_create_schema_is_idempotent_and_creates_own_tables_only(
         self, database: Database

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 
 import pytest
 
+from signupflow.outages import Outage
 from signupflow.storage.errors import Rejected, Retriable
 from signupflow.streams import retry
 from signupflow.streams.retry import Backoff, until_done, write_isolating
@@ -36,8 +38,21 @@ class Store:
         return refused
 
 
-async def healthy() -> bool:
-    return True
+class Database:
+    """A fake database's availability: its first ``down`` probes find it unwritable."""
+
+    def __init__(self, down: int = 0, probe_seconds: float = 0.0) -> None:
+        self.outage = Outage("t: database")
+        self.down, self.probe_seconds = down, probe_seconds
+        self.probes = 0
+
+    async def unwritable(self) -> str | None:
+        self.probes += 1
+        await asyncio.sleep(self.probe_seconds)
+        return "locked" if self.probes <= self.down else None
+
+
+healthy = Database()
 
 
 async def test_a_clean_batch_is_one_write() -> None:
@@ -69,22 +84,23 @@ async def test_a_retriable_error_on_a_healthy_database_is_bounded_too() -> None:
     assert refused == {2: "database error: too many SQL variables"}
 
 
-async def test_an_outage_is_waited_out_and_refuses_nothing() -> None:
+async def test_an_outage_is_waited_out_refuses_nothing_and_is_logged_once(
+        caplog: pytest.LogCaptureFixture) -> None:
     store = Store(set())
-    down = {"checks": 0}
+    database = Database(down=19)
 
     async def write(records: Sequence[int]) -> Mapping[int, str]:
-        if down["checks"] < 20:
+        if database.probes < database.down:
             raise Retriable("connection refused")
         return await store.write(records)
 
-    async def probe() -> bool:
-        down["checks"] += 1
-        return down["checks"] >= 20
-
-    assert await write_isolating(list(range(5)), write, probe, "t") == {}
+    with caplog.at_level(logging.INFO):
+        assert await write_isolating(list(range(5)), write, database, "t") == {}
     assert store.rows == list(range(5))
-    assert down["checks"] == 20  # far past MAX_ATTEMPTS: an outage is not counted
+    assert database.probes == 19  # far past MAX_ATTEMPTS: an outage is not counted
+    told = [r.getMessage() for r in caplog.records]
+    assert told[0] == "t: database unavailable (connection refused); waiting"
+    assert told[1].startswith("t: database back after ") and len(told) == 2
 
 
 async def test_records_the_store_refuses_itself_are_returned_with_their_reason() -> None:
@@ -98,10 +114,7 @@ async def test_a_retry_loop_ends_at_once_when_cancelled() -> None:
     async def never(records: Sequence[int]) -> Mapping[int, str]:
         raise Retriable("down")
 
-    async def down() -> bool:
-        await asyncio.sleep(0.01)
-        return False
-
+    down = Database(down=10**9, probe_seconds=0.01)
     task = asyncio.create_task(write_isolating([1], never, down, "t"))
     await asyncio.sleep(0.05)
     task.cancel()
@@ -119,6 +132,24 @@ async def test_until_done_retries_until_success() -> None:
         return "sent"
 
     assert await until_done("send", flaky) == "sent" and len(attempts) == 3
+
+
+async def test_until_done_tells_an_outage_once_and_its_end(
+        caplog: pytest.LogCaptureFixture) -> None:
+    attempts = []
+
+    async def flaky() -> None:
+        attempts.append(1)
+        if len(attempts) < 50:
+            raise ConnectionError("broker away")
+
+    with caplog.at_level(logging.INFO):
+        await until_done("member publish partner-created", flaky)
+    told = [r.getMessage() for r in caplog.records]
+    assert told[0] == ("member publish partner-created failing (ConnectionError('broker away'))"
+                       "; waiting")
+    assert told[1].startswith("member publish partner-created back after ")
+    assert len(told) == 2
 
 
 async def test_backoff_doubles_up_to_its_cap() -> None:
