@@ -29,6 +29,7 @@ from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
 from signupflow.kafka_client import durable_producer
 from signupflow.metrics import OUTBOX_DELETED, OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
+from signupflow.outages import Outage
 from signupflow.settings import get_settings
 from signupflow.storage.auth import (
     PendingEvent,
@@ -193,7 +194,7 @@ async def outbox_relay() -> None:
     await resources.engine()
     producer = durable_producer(settings.bootstrap_servers, client_id="signupflow-auth-outbox")
     await producer.start()
-    backoff = Backoff()
+    backoff, outage = Backoff(), Outage(f"{STAGE}: outbox relay", down="failing")
     cleaned: float | None = None
     try:
         while True:
@@ -202,8 +203,9 @@ async def outbox_relay() -> None:
                 while await relay_once(producer) == RELAY_BATCH:
                     pass
                 backoff.reset()
+                outage.recovered()
             except Exception as exc:  # broker or database down: retry, never give up
-                log.error("outbox relay failed (%r); retrying in %.1fs", exc, backoff.delay)
+                outage.failed(repr(exc))
                 await backoff.sleep()
                 continue
             cleaned = await retention_round(cleaned)

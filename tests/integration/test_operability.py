@@ -126,3 +126,26 @@ def test_a_wedged_worker_says_why_answers_503_at_health_and_exits(tmp_system: Sy
     assert len(told) == 1 and "not ready for 10s" in told[0] and "exiting with status 70" in \
         told[0], told
     assert 10 <= time.monotonic() - started < 45
+
+
+def test_a_broker_outage_of_20s_is_a_few_lines_per_worker(tmp_system: System) -> None:
+    """Each worker wrote about 3,600 lines in a 20 s broker outage (aiokafka's "Unable connect
+    to node with id 1" and its companions, 180 a second). Now: the first line of each kind,
+    one line when the broker goes away and one when it is back, with how long."""
+    tmp_system.start()
+    tmp_system.wait_until(lambda: ready(tmp_system), 60, "every worker ready")
+    assert finish(tmp_system.signup(20, seed=73)) == 20
+    tmp_system.wait_until(lambda: tmp_system.profiles() == 20, 60, "all 20 profiles")
+    before = {s: tmp_system.log(s).stat().st_size for s in SERVICES}
+    tmp_system.stop_broker()
+    time.sleep(20)
+    tmp_system.start_broker()
+    tmp_system.wait_until(lambda: ready(tmp_system), 90, "every worker ready again")
+    time.sleep(5)  # what the reconnection logs
+    for service in SERVICES:
+        lines = log_from(tmp_system.log(service), before[service])
+        assert len(lines) <= 40, f"{service}: {len(lines)} lines\n" + "\n".join(lines[:60])
+        assert sum(f"{service}: broker unreachable (" in line for line in lines) == 1, lines
+        assert sum(f"{service}: broker back after " in line for line in lines) == 1, lines
+        # a real first error is still shown as it is
+        assert any("Unable connect to node with id 1" in line for line in lines), lines
