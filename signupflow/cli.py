@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -132,7 +133,7 @@ def worker(service: str, loglevel: str | None) -> None:
 @NODES
 def up(detach: bool, nodes: int | None) -> None:
     """Run the whole system: broker + auth, member, batch workers (with their web views)."""
-    from signupflow.supervisor import start_worker, stop_process, wait_http
+    from signupflow.supervisor import start_worker, stop_process, supervise, wait_http
 
     s = get_settings()
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
@@ -140,11 +141,13 @@ def up(detach: bool, nodes: int | None) -> None:
     # every node as bootstrap: a worker (re)starting while one node is down still connects
     env = {**os.environ, "SIGNUPFLOW_KAFKA_BROKER": cluster.kafka_url}
     logs = s.data_dir / "log"
-    procs = {}
-    for service in SERVICES:
-        procs[service] = start_worker(service, logs / f"{service}.log", env,
-                                      log_level=s.log_level)
-        (s.data_dir / f"{service}.pid").write_text(str(procs[service].pid))
+
+    def start(service: str) -> subprocess.Popen[bytes]:
+        proc = start_worker(service, logs / f"{service}.log", env, log_level=s.log_level)
+        (s.data_dir / f"{service}.pid").write_text(str(proc.pid))
+        return proc
+
+    procs: dict[str, subprocess.Popen[bytes]] = {service: start(service) for service in SERVICES}
     try:
         for service, proc in procs.items():
             wait_http(s.web_url(service) + "/", 60, proc)
@@ -164,12 +167,9 @@ Try:  signupflow signup --count 20   then   signupflow tables
     if detach:
         click.echo("stop with: signupflow down")
         return
-    click.echo("Ctrl-C stops the workers and the broker.")
-    try:
-        while all(p.poll() is None for p in procs.values()):
-            time.sleep(0.5)
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        click.secho(f"worker(s) {', '.join(dead)} exited; see {logs}", fg="red", err=True)
+    click.echo("Ctrl-C stops the workers and the broker. Outages and restarts show here.")
+    try:  # a worker that exits (a wedged one does) is started again
+        supervise(procs, start, {n: logs / f"{n}.log" for n in SERVICES}, click.echo)
     except KeyboardInterrupt:
         pass
     finally:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 
+from signupflow.outages import TRANSITION
 from signupflow.settings import SERVICES
 
 
@@ -121,3 +123,104 @@ def stop_pids(pids: Mapping[str, int], timeout: float) -> dict[str, str]:
                 del waiting[name]
         time.sleep(0.05)
     return outcome
+
+
+class LogFollower:
+    """The lines a log file gets from now on, as they come (a partial last line waits)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+        self._partial = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return [line.decode(errors="replace") for line in lines]
+
+
+#: "[2026-12-07 00:34:51,146] [3101] [ERROR] member: broker unreachable (...); waiting"
+_LOG_LINE = re.compile(r"^\[\S+ (?P<time>\d\d:\d\d:\d\d)[,.]\d+\] \[\d+\] \[\w+\] "
+                       r"(?P<text>.*?)\s*$")
+
+
+def transition(line: str) -> str | None:
+    """``line`` of a worker's log shortened to time and text, if it tells an outage's
+    transition or a wedged worker (``outages.TRANSITION``); else None."""
+    match = _LOG_LINE.match(line)
+    if match is None or not TRANSITION.search(match["text"]):
+        return None
+    return f"{match['time']} {match['text']}"
+
+
+def exit_meaning(code: int) -> str:
+    """What a worker's exit status says."""
+    from signupflow.app import EXIT_SHUTDOWN_TIMEOUT  # the worker's modules, only when needed
+    from signupflow.liveness import EXIT_WEDGED
+
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return {EXIT_WEDGED: f"status {code}: wedged",
+            EXIT_SHUTDOWN_TIMEOUT: f"status {code}: did not stop in time"}.get(
+        code, f"status {code}")
+
+
+class Restarts:
+    """When to start a worker again after it exited: 1 s, doubling up to a minute while it
+    keeps exiting within a minute of its start, so that a worker that cannot start does not
+    spin."""
+
+    FIRST, CAP = 1.0, 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.delay = self.FIRST
+        self.started = clock()
+
+    def exited(self) -> float:
+        """The delay before the next start."""
+        if self.clock() - self.started >= self.CAP:
+            self.delay = self.FIRST
+        delay, self.delay = self.delay, min(self.delay * 2, self.CAP)
+        return delay
+
+    def starting(self) -> None:
+        self.started = self.clock()
+
+
+def supervise(workers: MutableMapping[str, subprocess.Popen[bytes]],
+              start: Callable[[str], subprocess.Popen[bytes]], logs: Mapping[str, Path],
+              echo: Callable[[str], None], running: Callable[[], bool] = lambda: True,
+              poll: float = 0.5) -> None:
+    """Keep ``workers`` running (``signupflow up``): start one that exited again, after a
+    delay (:class:`Restarts`), and ``echo`` what an operator should see: each restart, and the
+    transitions of outages and wedged workers from the workers' logs. Returns once
+    ``running()`` is false (or raises what interrupts it, such as KeyboardInterrupt)."""
+    followers = {name: LogFollower(path) for name, path in logs.items()}
+    restarts = {name: Restarts() for name in workers}
+    due: dict[str, float] = {}  # exited workers: when they start again
+    while running():
+        for follower in followers.values():
+            for line in follower.new_lines():
+                if (shown := transition(line)) is not None:
+                    echo(shown)
+        now = time.monotonic()
+        for name, proc in workers.items():
+            code = proc.poll()
+            if code is not None and name not in due:
+                delay = restarts[name].exited()
+                due[name] = now + delay
+                echo(f"{time.strftime('%H:%M:%S')} {name} worker exited "
+                     f"({exit_meaning(code)}); starting it again in {delay:.0f}s")
+        for name, at in list(due.items()):
+            if now >= at:
+                del due[name]
+                restarts[name].starting()
+                workers[name] = start(name)
+        time.sleep(poll)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sqlite3
+import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from signupflow.broker import free_port
 from signupflow.liveness import EXIT_WEDGED
 from signupflow.settings import SERVICES
 from signupflow.supervisor import start_process, wait_http
@@ -149,3 +154,67 @@ def test_a_broker_outage_of_20s_is_a_few_lines_per_worker(tmp_system: System) ->
         assert sum(f"{service}: broker back after " in line for line in lines) == 1, lines
         # a real first error is still shown as it is
         assert any("Unable connect to node with id 1" in line for line in lines), lines
+
+
+def test_up_starts_a_worker_that_exits_again_and_shows_outages_in_its_terminal(
+        tmp_path: Path) -> None:
+    """``signupflow up`` in the foreground: a worker killed with SIGKILL is started again, and
+    a broker outage shows in its terminal as a line when the broker goes and one when it is
+    back, per worker."""
+    env = {**os.environ, "SIGNUPFLOW_DATA_DIR": str(tmp_path), "SIGNUPFLOW_SCRYPT_N": "4096",
+           "SIGNUPFLOW_BROKER_PORT": str(free_port()), "SIGNUPFLOW_SESSION_TIMEOUT": "6",
+           **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(free_port()) for s in SERVICES}}
+    url = {s: f"http://127.0.0.1:{env[f'SIGNUPFLOW_{s.upper()}_WEB_PORT']}" for s in SERVICES}
+    up = subprocess.Popen([sys.executable, "-m", "signupflow.cli", "up"], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = up.stdout
+    assert output is not None
+    terminal: list[str] = []
+    reader = threading.Thread(target=lambda: terminal.extend(iter(output.readline, "")),
+                              daemon=True)
+    reader.start()
+
+    def shows(text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in terminal):
+            assert time.monotonic() < deadline and up.poll() is None, \
+                f"{text!r} not shown:\n{''.join(terminal)}"
+            time.sleep(0.2)
+
+    def cli(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "signupflow.cli", *args], env=env, check=True,
+                       capture_output=True, timeout=120)
+
+    def all_ready() -> bool:
+        try:
+            return all(get(url[s] + "/ready")[0] == 200 for s in SERVICES)
+        except OSError:
+            return False
+
+    try:
+        shows("signupflow is up.", 180)
+        deadline = time.monotonic() + 60
+        while not all_ready():
+            assert time.monotonic() < deadline, "not every worker became ready"
+            time.sleep(0.5)
+        member = int((tmp_path / "member.pid").read_text())
+        os.kill(member, signal.SIGKILL)
+        shows("member worker exited (killed by SIGKILL); starting it again in 1s", 10)
+        deadline = time.monotonic() + 60
+        while int((tmp_path / "member.pid").read_text()) == member or not all_ready():
+            assert time.monotonic() < deadline, "member was not started again"
+            time.sleep(0.5)
+        cli("broker", "stop")
+        for service in SERVICES:
+            shows(f"{service}: broker unreachable (", 15)
+        cli("broker", "start")
+        for service in SERVICES:
+            shows(f"{service}: broker back after ", 60)
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+        reader.join(5)
+        output.close()
+    assert terminal[-1].strip() == "stopped.", "".join(terminal)
+    shown = [line for line in terminal if ": broker " in line]
+    assert len(shown) == 2 * len(SERVICES), "".join(terminal)  # one down, one back, each

@@ -1,13 +1,25 @@
 """stop_pids (``signupflow down``): it returns only when every process is gone, so the broker
-is never stopped under a worker that still runs (finding: a hung worker outlived `down`)."""
+is never stopped under a worker that still runs (finding: a hung worker outlived `down`).
+supervise (``signupflow up``): a worker that exits is started again, and the terminal shows
+the outages' transitions from the workers' logs."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from signupflow.supervisor import _alive, stop_pids
+from signupflow.supervisor import (
+    LogFollower,
+    Restarts,
+    _alive,
+    start_process,
+    stop_pids,
+    stop_process,
+    supervise,
+    transition,
+)
 
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
 POLITE = "import time; time.sleep(60)"
@@ -36,3 +48,70 @@ def test_a_pid_that_is_gone_is_reported_as_such() -> None:
     proc.kill()
     proc.wait()
     assert stop_pids({"gone": proc.pid}, timeout=1.0) == {"gone": "was not running"}
+
+
+def test_a_log_follower_returns_each_complete_line_once_from_where_it_started(
+        tmp_path: Path) -> None:
+    log = tmp_path / "member.log"
+    log.write_text("before the start\n")
+    follower = LogFollower(log)
+    assert follower.new_lines() == []
+    with open(log, "a") as f:
+        f.write("one\ntwo\nthr")
+    assert follower.new_lines() == ["one", "two"]
+    with open(log, "a") as f:
+        f.write("ee\n")
+    assert follower.new_lines() == ["three"]
+    assert LogFollower(tmp_path / "not yet.log").new_lines() == []
+
+
+def test_only_transitions_are_shown_shortened_to_time_and_text() -> None:
+    line = "[2026-12-07 00:34:51,146] [3101] [{}] {} "
+    assert transition(line.format("ERROR", "member: broker unreachable (refused); waiting")) \
+        == "00:34:51 member: broker unreachable (refused); waiting"
+    assert transition(line.format("WARNING", "member: broker back after 24.0s")) \
+        == "00:34:51 member: broker back after 24.0s"
+    assert transition(line.format("ERROR", "Unable connect to node with id 1: refused")) is None
+    assert transition(line.format("INFO", "[^Worker]: Ready")) is None
+
+
+def test_restarts_back_off_while_a_worker_keeps_exiting_and_reset_once_it_ran_a_while(
+        ) -> None:
+    now = [0.0]
+    restarts = Restarts(clock=lambda: now[0])
+    delays = []
+    for _ in range(8):
+        delays.append(restarts.exited())
+        now[0] += delays[-1]
+        restarts.starting()
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
+    now[0] += 120  # ran two minutes
+    assert restarts.exited() == 1
+
+
+def test_supervise_starts_an_exited_worker_again_and_echoes_transitions(
+        tmp_path: Path) -> None:
+    """A worker that exits with status 70 (wedged) is started again; the transition lines its
+    log gets are echoed, the rest is not."""
+    log = tmp_path / "member.log"
+    wedge = ("import sys; print('[2026-12-07 00:32:00,744] [1] [ERROR] member: wedged, not "
+             "ready for 10s', flush=True); sys.exit(70)")
+    starts: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        starts.append(start_process([sys.executable, "-c", POLITE if starts else wedge], log))
+        return starts[-1]
+
+    workers = {"member": start("member")}
+    shown: list[str] = []
+    deadline = time.monotonic() + 10
+    try:
+        supervise(workers, start, {"member": log}, shown.append,
+                  running=lambda: len(starts) < 2 and time.monotonic() < deadline, poll=0.05)
+    finally:
+        for proc in starts:
+            stop_process(proc)
+    assert len(starts) == 2 and workers["member"] is starts[1]
+    assert shown[0] == "00:32:00 member: wedged, not ready for 10s"
+    assert shown[1].endswith("member worker exited (status 70: wedged); starting it again in 1s")
+    assert len(shown) == 2
