@@ -139,8 +139,13 @@ async def unwritable(engine: AsyncEngine, lock_wait: float = 1.0) -> str | None:
             async with engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        return describe(exc)
     return None
+
+
+def describe(error: BaseException) -> str:
+    """An error in one short line, for a log or a readiness reason."""
+    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
 
 
 def _lock_and_release(path: str, lock_wait: float) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from signupflow.outages import TRANSITION
 from signupflow.settings import SERVICES
+from signupflow.streams.retry import Backoff
 
 
 def worker_command(service: str, log_level: str = "info") -> list[str]:
@@ -176,19 +177,18 @@ class Restarts:
     keeps exiting within a minute of its start, so that a worker that cannot start does not
     spin."""
 
-    FIRST, CAP = 1.0, 60.0
+    CAP = 60.0
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
-        self.delay = self.FIRST
+        self.backoff = Backoff(1.0, self.CAP)
         self.started = clock()
 
     def exited(self) -> float:
         """The delay before the next start."""
         if self.clock() - self.started >= self.CAP:
-            self.delay = self.FIRST
-        delay, self.delay = self.delay, min(self.delay * 2, self.CAP)
-        return delay
+            self.backoff.reset()
+        return self.backoff.next_delay()
 
     def starting(self) -> None:
         self.started = self.clock()

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow import tracing
 from signupflow.app import ServiceApp
-from signupflow.db import create_schema, make_engine, unwritable
+from signupflow.db import create_schema, describe, make_engine, unwritable
 from signupflow.dlq import DeadLetter, dead_letter
 from signupflow.domain.decode import InvalidEvent
 from signupflow.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERS
@@ -65,7 +65,7 @@ class Resources:
         try:
             engine = await self.engine()
         except Exception as exc:  # the schema could not be created: down
-            return repr(exc)
+            return describe(exc)
         return await unwritable(engine, LOCK_WAIT)
 
     async def engine(self) -> AsyncEngine:

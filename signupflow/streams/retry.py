@@ -45,9 +45,13 @@ class Backoff:
     def reset(self) -> None:
         self.delay = self.first
 
+    def next_delay(self) -> float:
+        """This wait's delay; the next one is twice as long, up to the cap."""
+        delay, self.delay = self.delay, min(self.delay * 2, self.cap)
+        return delay
+
     async def sleep(self) -> None:
-        await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 2, self.cap)
+        await asyncio.sleep(self.next_delay())
 
 
 async def until_done(what: str, action: Callable[[], Awaitable[T]]) -> T:
