@@ -53,7 +53,7 @@ from signupflow.client import post_signups
 from signupflow.db import create_schema, make_engine
 from signupflow.domain.fake import fake_signups
 from signupflow.domain.signup import profile_event, validate_signup
-from signupflow.kafka_client import durable_producer
+from signupflow.kafka_client import KafkaAccess, consumer, durable_producer
 from signupflow.peers import missing_peers, partner_messages, split
 from signupflow.settings import SERVICES
 from signupflow.storage.member import save_profiles
@@ -71,6 +71,11 @@ class Env:
     env: dict[str, str]
     partitions: int
     readers: dict[str, sqlite3.Connection] = field(default_factory=dict)
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        """The bench's own broker: private, on loopback, PLAINTEXT."""
+        return KafkaAccess(self.bootstrap)
     #: Events sent to the workers' profile-insert topic so far, and the partners among them:
     #: what :func:`settle` waits for.
     sent: int = 0
@@ -131,15 +136,15 @@ def restamp(value: bytes) -> bytes:
     return orjson.dumps(data)
 
 
-def producer(bootstrap: str) -> AIOKafkaProducer:
+def producer(kafka: KafkaAccess) -> AIOKafkaProducer:
     """The producer settings every phase uses: durable (acks=all, idempotent) and batched."""
-    return durable_producer(bootstrap, max_batch_size=256 * 1024)
+    return durable_producer(kafka, max_batch_size=256 * 1024)
 
 
-async def produce(bootstrap: str, topic: str, events: Events, rate: float | None = None,
+async def produce(kafka: KafkaAccess, topic: str, events: Events, rate: float | None = None,
                   stamp: bool = False) -> float:
     """Send all events (paced at ``rate``/s if given); returns seconds until all were acked."""
-    prod = producer(bootstrap)
+    prod = producer(kafka)
     await prod.start()
     try:
         start = time.perf_counter()
@@ -156,10 +161,10 @@ async def produce(bootstrap: str, topic: str, events: Events, rate: float | None
         await prod.stop()
 
 
-async def consumer_at_start(bootstrap: str, topic: str, group: str | None) -> AIOKafkaConsumer:
-    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                            enable_auto_commit=False, auto_offset_reset="earliest",
-                            max_partition_fetch_bytes=4 * 1024 * 1024)
+async def consumer_at_start(kafka: KafkaAccess, topic: str, group: str | None
+                            ) -> AIOKafkaConsumer:
+    cons = consumer(kafka, group_id=group, enable_auto_commit=False,
+                    auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
     await cons.start()
     cons.assign(await topic_partitions(cons, topic))
     await cons.seek_to_beginning()
@@ -175,10 +180,10 @@ async def drain_while_producing(
     """Produce ``events`` to ``topic`` while a consumer reading it from the start hands each
     fetched batch to ``on_batch(consumer, records)``, until every event was seen. Returns the
     seconds it all took and the seconds producing took."""
-    cons = await consumer_at_start(env.bootstrap, topic, group)
+    cons = await consumer_at_start(env.kafka, topic, group)
     try:
         start = time.perf_counter()
-        sending = asyncio.create_task(produce(env.bootstrap, topic, events))
+        sending = asyncio.create_task(produce(env.kafka, topic, events))
         seen = 0
         while seen < len(events):
             batch = await cons.getmany(timeout_ms=wait_ms, max_records=max_records)
@@ -194,7 +199,7 @@ async def drain_while_producing(
 
 async def ceiling(env: Env, events: Events) -> dict[str, float]:
     topic = "bench-ceiling"
-    await ensure_topics(env.bootstrap, env.partitions, [topic])
+    await ensure_topics(env.kafka, env.partitions, [topic])
 
     async def nothing(_cons: Any, _records: list[Any]) -> None:
         return None
@@ -209,10 +214,10 @@ async def ceiling(env: Env, events: Events) -> dict[str, float]:
 async def baseline(env: Env, events: Events) -> dict[str, float]:
     """A plain aiokafka consumer with the member stage's work and guarantees."""
     source, target = "bench-baseline-profile-insert", "bench-baseline-partner-created"
-    await ensure_topics(env.bootstrap, env.partitions, [source, target, dlq_topic(source)])
+    await ensure_topics(env.kafka, env.partitions, [source, target, dlq_topic(source)])
     engine = make_engine(f"sqlite+aiosqlite:///{env.root / 'baseline-member.db'}")
     await create_schema(engine, "member")
-    prod = producer(env.bootstrap)
+    prod = producer(env.kafka)
     await prod.start()
 
     async def member_stage(cons: Any, records: list[Any]) -> None:
@@ -264,7 +269,7 @@ async def wait_for(predicate: Callable[[], bool], seconds: float, what: str,
 async def send(env: Env, events: Events, rate: float | None = None, stamp: bool = False) -> None:
     """``events`` to the workers' profile-insert topic, counted for :func:`settle`."""
     env.count_sent(events)
-    await produce(env.bootstrap, PROFILE_INSERT, events, rate, stamp)
+    await produce(env.kafka, PROFILE_INSERT, events, rate, stamp)
 
 
 async def settle(env: Env, summarised: bool = True, seconds: float = 600) -> None:
@@ -282,7 +287,7 @@ async def stored(env: Env, events: Events, service: str = "member", topic: str =
     if topic == PROFILE_INSERT:
         env.count_sent(events)
     start = time.perf_counter()
-    sending = asyncio.create_task(produce(env.bootstrap, topic, events))
+    sending = asyncio.create_task(produce(env.kafka, topic, events))
     done = await wait_for(lambda: profiles(env, service) >= base + len(events), 600,
                           f"all profiles ({service})", procs)
     await sending
@@ -295,11 +300,11 @@ async def peer(env: Env, name: str, events: Events) -> dict[str, float]:
     """A :mod:`signupflow.peers` process on topics and a database of its own: warmed up by one
     event (it has joined its group), then measured like the member worker alone."""
     source, target = f"bench-{name}-profile-insert", f"bench-{name}-partner-created"
-    await ensure_topics(env.bootstrap, env.partitions, [source, target, dlq_topic(source)])
+    await ensure_topics(env.kafka, env.partitions, [source, target, dlq_topic(source)])
     proc = start_process(peers.command(name, env.bootstrap, source, target, f"bench-{name}",
                                        env.db(name)), env.log(name), env.env)
     try:
-        await produce(env.bootstrap, source, make_events(1, seed=96))
+        await produce(env.kafka, source, make_events(1, seed=96))
         await wait_for(lambda: profiles(env, name) >= 1, 120, f"{name} warm-up", [proc])
         start, done = await stored(env, events, name, source, [proc])
     finally:
@@ -498,7 +503,7 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
         procs: dict[str, subprocess.Popen[bytes]] = {}
         results: dict[str, Any] = {"signups": signups, "partitions": partitions, "skipped": []}
         try:
-            await ensure_topics(env.bootstrap, partitions,
+            await ensure_topics(env.kafka, partitions,
                                 [PROFILE_INSERT, PARTNER_CREATED, *map(dlq_topic, (
                                     PROFILE_INSERT, PARTNER_CREATED))])
             # built up front, so that no phase's clock (or CPU) includes building the next's;

@@ -34,21 +34,34 @@ def broker() -> None:
     """The local Apache Kafka cluster: one node, or --nodes N (no Docker needed)."""
 
 
-def start_broker_with_topics(port: int, nodes: int) -> local_broker.BrokerStatus:
-    """Start the local cluster (idempotent) and create the topics, or exit with the reason."""
+def start_broker_with_topics(port: int, nodes: int,
+                             secure: bool | None = None) -> local_broker.BrokerStatus:
+    """Start the local cluster (idempotent), grant the ACLs of a secured one (as its admin)
+    and create the topics (as the operator), or exit with the reason."""
+    from signupflow.local_security import LocalSecurity, grant_acls
+
     s = get_settings()
     try:
-        status = local_broker.start(s.broker_home, port, nodes)
-        asyncio.run(ensure_every_topic(status.bootstrap, s))
-    except (local_broker.BrokerError, RuntimeError) as exc:
+        status = local_broker.start(s.broker_home, port, nodes, secure=secure)
+        local = LocalSecurity(status.home)
+        if local.enabled:
+            asyncio.run(grant_acls(local, status.bootstrap, s))
+        asyncio.run(ensure_every_topic(status.access("operator"), s))
+    except (local_broker.BrokerError, RuntimeError, ValueError) as exc:
         fail(str(exc))
     click.echo(f"broker {status.describe()}")
+    if local.enabled:
+        click.echo(f"secured: SASL_SSL (SCRAM-SHA-512), ACLs per principal; clients' settings "
+                   f"in {status.home / 'client.env'}")
     return status
 
 
 NODES = click.option("--nodes", type=click.IntRange(1, 9), default=None,
                      help="Kafka nodes (brokers + controllers) of the local cluster; default: "
                           "as the broker home was started before, else 1.")
+SECURE = click.option("--secure/--no-secure", default=None,
+                      help="TLS, SCRAM users and ACLs, as managed Kafka runs (default: as the "
+                           "broker home was started before, else --no-secure).")
 
 
 def nodes_or_default(nodes: int | None) -> int:
@@ -61,11 +74,12 @@ def nodes_or_default(nodes: int | None) -> int:
               help="First node's port on 127.0.0.1 (default SIGNUPFLOW_BROKER_PORT or 9092; "
                    "0 = any free).")
 @NODES
-def broker_start(port: int | None, nodes: int | None) -> None:
+@SECURE
+def broker_start(port: int | None, nodes: int | None, secure: bool | None) -> None:
     """Fetch Kafka (first time), start the cluster, create the topics. Safe to run twice;
     starts nodes that died again."""
     start_broker_with_topics(get_settings().broker_port if port is None else port,
-                             nodes_or_default(nodes))
+                             nodes_or_default(nodes), secure)
 
 
 @broker.command("stop")
@@ -83,7 +97,7 @@ def broker_status() -> None:
     click.echo(f"broker {status.describe()}")
     if any(n.running for n in status.nodes):
         try:
-            rows = asyncio.run(describe_partitions(status.bootstrap))
+            rows = asyncio.run(describe_partitions(status.access("reader")))
         except Exception as exc:
             click.echo(f"partitions: cannot describe them ({exc})")
         else:
@@ -106,7 +120,8 @@ def topics() -> None:
     with another partition count or fewer replicas."""
     s = get_settings()
     try:
-        states = asyncio.run(ensure_every_topic(s.bootstrap_servers, s))
+        kafka = s.kafka("operator")
+        states = asyncio.run(ensure_every_topic(kafka, s))
     except Exception as exc:
         fail(f"topics on {s.bootstrap_servers}: {exc}")
     click.echo("topics ready: name, partitions, replicas, min.insync.replicas")
@@ -130,20 +145,24 @@ def worker(service: str, loglevel: str | None) -> None:
 @main.command()
 @click.option("--detach", is_flag=True, help="Start everything and return.")
 @NODES
-def up(detach: bool, nodes: int | None) -> None:
+@SECURE
+def up(detach: bool, nodes: int | None, secure: bool | None) -> None:
     """Run the whole system: broker + auth, member, batch workers (with their web views)."""
-    from signupflow.supervisor import start_worker, stop_process, wait_http
+    from signupflow.settings import LOCAL_CLIENT_ENV, read_env_file
+    from signupflow.supervisor import start_worker, stop_process, wait_http, worker_env
 
     s = get_settings()
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
-    cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes))
-    # every node as bootstrap: a worker (re)starting while one node is down still connects
-    env = {**os.environ, "SIGNUPFLOW_KAFKA_BROKER": cluster.kafka_url}
+    cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes), secure)
+    # every node as bootstrap: a worker (re)starting while one node is down still connects;
+    # on a secured cluster, each worker gets its own principal's settings and no other's
+    env = {**read_env_file(cluster.home / LOCAL_CLIENT_ENV), **os.environ,
+           "SIGNUPFLOW_KAFKA_BROKER": cluster.kafka_url}
     logs = s.data_dir / "log"
     procs = {}
     for service in SERVICES:
-        procs[service] = start_worker(service, logs / f"{service}.log", env,
-                                      log_level=s.log_level)
+        procs[service] = start_worker(service, logs / f"{service}.log",
+                                      worker_env(service, env), log_level=s.log_level)
         (s.data_dir / f"{service}.pid").write_text(str(procs[service].pid))
     try:
         for service, proc in procs.items():
@@ -285,7 +304,7 @@ def dlq_show(topic: str, as_json: bool) -> None:
 
     s = get_settings()
     try:
-        letters = asyncio.run(dead_letters.show(s.bootstrap_servers, topic))
+        letters = asyncio.run(dead_letters.show(s.kafka("reader"), topic))
     except Exception as exc:
         fail(f"cannot read {topic}.dlq on {s.bootstrap_servers}: {exc}")
     for partition, offset, letter in letters:
@@ -311,7 +330,7 @@ def dlq_replay(topic: str) -> None:
 
     s = get_settings()
     try:
-        count = asyncio.run(dead_letters.replay(s.bootstrap_servers, topic))
+        count = asyncio.run(dead_letters.replay(s.kafka("operator"), topic))
     except Exception as exc:
         fail(f"cannot replay {topic}.dlq on {s.bootstrap_servers}: {exc}")
     click.echo(f"replayed {count} dead letter(s) to {topic}")

@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from signupflow.kafka_client import KafkaAccess
+from signupflow.topics import REPLAY_GROUP
+
 H_ERROR = "dlq.error"
 H_TOPIC = "dlq.source.topic"
 H_PARTITION = "dlq.source.partition"
@@ -68,32 +71,31 @@ def dead_letter(
                       datetime.now(UTC).isoformat())
 
 
-async def show(bootstrap: str, source_topic: str) -> list[tuple[int, int, DeadLetter]]:
+async def show(kafka: KafkaAccess, source_topic: str) -> list[tuple[int, int, DeadLetter]]:
     """All dead letters of ``source_topic`` as (partition, offset, letter)."""
     from signupflow.topic_reader import read_topic
     from signupflow.topics import dlq_topic
 
-    records = await read_topic(bootstrap, dlq_topic(source_topic))
+    records = await read_topic(kafka, dlq_topic(source_topic))
     return [(r.partition, r.offset, DeadLetter.from_headers(r.key, r.value, r.headers))
             for r in records]
 
 
-async def replay(bootstrap: str, source_topic: str, group: str = "signupflow-dlq-replay") -> int:
+async def replay(kafka: KafkaAccess, source_topic: str, group: str = REPLAY_GROUP) -> int:
     """Re-send dead letters not replayed before to their source topic; returns how many.
 
     Progress is kept as the offsets of consumer group ``group``, committed only after the
     re-sent events were acknowledged, so running replay twice does not send a letter twice.
     """
-    from aiokafka import AIOKafkaConsumer
-
+    from signupflow.kafka_client import consumer as kafka_consumer
     from signupflow.kafka_client import durable_producer
     from signupflow.topic_reader import records_until, topic_partitions
     from signupflow.topics import dlq_topic
 
     topic = dlq_topic(source_topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = durable_producer(bootstrap)
+    consumer = kafka_consumer(kafka, group_id=group, enable_auto_commit=False,
+                              auto_offset_reset="earliest")
+    producer = durable_producer(kafka)
     await consumer.start()
     await producer.start()
     try:

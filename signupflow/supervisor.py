@@ -14,7 +14,14 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from signupflow.settings import SERVICES
+from signupflow.settings import PREFIX, PRINCIPALS, SERVICES
+
+
+def worker_env(service: str, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the Kafka credentials of every principal but ``service``'s: a worker
+    holds only its own."""
+    others = tuple(f"{PREFIX}KAFKA_{p.upper()}_" for p in PRINCIPALS if p != service)
+    return {k: v for k, v in env.items() if not k.startswith(others)}
 
 
 def worker_command(service: str, log_level: str = "info") -> list[str]:

@@ -29,7 +29,7 @@ from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
 from signupflow.kafka_client import durable_producer
 from signupflow.metrics import OUTBOX_DELETED, OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
-from signupflow.settings import get_settings
+from signupflow.settings import Service, get_settings
 from signupflow.storage.auth import (
     PendingEvent,
     delete_published,
@@ -43,7 +43,7 @@ from signupflow.streams.retry import Backoff
 from signupflow.topics import PROFILE_INSERT
 
 log = logging.getLogger(__name__)
-STAGE = "auth"
+STAGE: Service = "auth"
 RELAY_BATCH = 1000
 RELAY_POLL_INTERVAL = 1.0
 #: Seconds between two clean-ups of the outbox, and rows deleted per statement (short locks).
@@ -191,7 +191,7 @@ async def outbox_relay() -> None:
                     "their events wait in the outbox")
         return
     await resources.engine()
-    producer = durable_producer(settings.bootstrap_servers, client_id="signupflow-auth-outbox")
+    producer = durable_producer(app.signupflow_kafka, client_id="signupflow-auth-outbox")
     await producer.start()
     backoff = Backoff()
     cleaned: float | None = None
