@@ -266,11 +266,12 @@ def tables(url: str | None, limit: int, after: str, search: str, as_json: bool) 
     entries), one page at a time."""
     import urllib.parse
 
+    from signupflow.web_auth import get_json
+
     query = urllib.parse.urlencode({"limit": limit, "after": after, "q": search})
     url = f"{(url or get_settings().web_url('batch')).rstrip('/')}/partners/?{query}"
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            data = json.load(resp)
+        data = get_json(url, get_settings().web_token)
     except OSError as exc:
         fail(f"cannot read {url}: {exc}")
     if as_json:

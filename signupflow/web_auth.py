@@ -10,6 +10,8 @@ and the console send the token with every request they make to a view.
 from __future__ import annotations
 
 import hmac
+import json
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,8 +20,10 @@ from aiohttp import web
 from signupflow.kafka_client import Secret
 from signupflow.settings import PREFIX, Settings
 
-#: What needs no token: probes (orchestrators have none) and the public signup API.
-OPEN_PATHS = frozenset({"/health", "/ready", "/signup"})
+#: What needs no token: probes (orchestrators have none), the public signup API, and the
+#: console's page itself (a browser cannot send a token when it opens a page; the page holds
+#: no data, and asks for the token before it reads any).
+OPEN_PATHS = frozenset({"/health", "/ready", "/signup", "/console"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -39,6 +43,13 @@ def check_exposure(settings: Settings) -> None:
 def authorization(token: Secret | None) -> dict[str, str]:
     """The header a client of the views sends (none when no token is set)."""
     return {"Authorization": f"Bearer {token.reveal()}"} if token else {}
+
+
+def get_json(url: str, token: Secret | None, timeout: float = 30) -> Any:
+    """``GET url`` of a view, with the token; its JSON answer (raises OSError)."""
+    request = urllib.request.Request(url, headers=authorization(token))
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.load(resp)
 
 
 def authorized(header: str | None, token: Secret) -> bool:
