@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -27,9 +29,17 @@ from signupflow import tracing
 from signupflow.app import create_app
 from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
+from signupflow.http_input import (
+    BodyRefused,
+    aiohttp_request,
+    close_after,
+    connected,
+    read_body,
+)
 from signupflow.kafka_client import durable_producer
 from signupflow.metrics import OUTBOX_DELETED, OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
 from signupflow.settings import Service, get_settings
+from signupflow.shedding import Gone, HashGate, RateLimiter, client_address, timed
 from signupflow.storage.auth import (
     PendingEvent,
     delete_published,
@@ -58,7 +68,15 @@ relay_wakeup = asyncio.Event()
 
 
 #: ``signupflow_signups_total`` outcome of each answer of ``POST /signup``.
-OUTCOMES = {201: "created", 400: "invalid", 413: "invalid", 409: "duplicate"}
+OUTCOMES = {201: "created", 400: "invalid", 413: "invalid", 409: "duplicate",
+            429: "rate_limited", 503: "shed", 408: "timed_out", 499: "abandoned"}
+#: What a request whose client left is answered (nobody reads it): nginx's "client closed".
+CLIENT_GONE = 499
+
+#: Who may sign up how often, and how much hashing may queue (signupflow/shedding.py).
+limiter = RateLimiter(settings.signup_rate, settings.signup_burst)
+hash_gate = HashGate(settings.hash_concurrency, settings.signup_latency_budget,
+                     timed(hash_password, "a calibration password", settings.scrypt_n))
 
 
 async def outbox_backlog() -> None:
@@ -74,9 +92,18 @@ def error(view: View, status: int, message: str, **extra: object) -> Response:
     return view.json({"error": message, **extra}, status=status)
 
 
+def busy(view: View, status: int, message: str, retry_after: float) -> Response:
+    """429 or 503, with the seconds after which to try again."""
+    response = error(view, status, message)
+    response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
+
+
 @app.page("/signup")
 class SignupView(View):
-    """Create an account. 201 {uuid}; 400 with per-field errors; 409 if the email is taken."""
+    """Create an account. 201 {uuid}; 400 with per-field errors; 409 if the email is taken;
+    429 (this client) or 503 (everyone) with Retry-After when it must wait; 408, 413 for a
+    body too slow or too large."""
 
     async def post(self, request: Request) -> Response:
         response = await self.create(request)
@@ -92,9 +119,16 @@ class SignupView(View):
             return response
 
     async def store(self, request: Request, span: Span) -> Response:
-        body = await request.read()
-        if len(body) > MAX_BODY_BYTES:
-            return error(self, 413, f"body is over {MAX_BODY_BYTES} bytes")
+        raw = aiohttp_request(request)
+        client = client_address(raw.remote, raw.headers.get("X-Forwarded-For"),
+                                settings.trusted_proxies)
+        wait = limiter.take(client, time.monotonic())
+        if wait:
+            return busy(self, 429, "too many signups from this address", wait)
+        try:
+            body = await read_body(raw, MAX_BODY_BYTES, settings.request_body_timeout)
+        except BodyRefused as exc:
+            return close_after(error(self, exc.status, str(exc)))
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -103,10 +137,17 @@ class SignupView(View):
             signup = validate_signup(payload)
         except SignupInvalid as exc:
             return self.json(exc.as_json(), status=400)
+        if not hash_gate.admit():
+            return busy(self, 503, "too many signups at once; try again shortly",
+                        hash_gate.retry_after())
+        try:
+            password_hash = await hash_gate.run(partial(connected, raw), hash_password,
+                                                signup.password, settings.scrypt_n)
+        except Gone:
+            return error(self, CLIENT_GONE, "the client left before its turn")
+        if not connected(raw):  # nobody would learn the account exists: do not create it
+            return error(self, CLIENT_GONE, "the client left during hashing")
         engine = await resources.engine()
-        loop = asyncio.get_running_loop()
-        password_hash = await loop.run_in_executor(
-            None, hash_password, signup.password, settings.scrypt_n)
         now = datetime.now(UTC)
         event = profile_event(signup, str(uuid.uuid4()), now)
         span.set_attribute(tracing.MEMBER_UUID, event.uuid)

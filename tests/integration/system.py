@@ -74,6 +74,9 @@ class System:
             "SIGNUPFLOW_PARTITIONS": str(PARTITIONS),
             "SIGNUPFLOW_SESSION_TIMEOUT": "6",
             "SIGNUPFLOW_SCRYPT_N": "4096",  # the cheapest allowed cost keeps tests quick
+            # every test client posts from 127.0.0.1: no per-address limit (test_flood.py
+            # sets one)
+            "SIGNUPFLOW_SIGNUP_RATE": "0",
             **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in self.ports.items()},
         }
         settings = load_settings(self.env)
