@@ -68,7 +68,7 @@ async def ask_others(app: AppT, table_name: str, path: str, params: Mapping[str,
               if url.rstrip("/") != me]
     query = urllib.parse.urlencode({**params, "scope": "local"})
     timeout = aiohttp.ClientTimeout(total=5)
-    headers = authorization(cast(ServiceApp, app).signupflow_settings.web_token)
+    headers = authorization(cast("ServiceApp", app).signupflow_settings.web_token)
     async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
 
         async def fetch(url: str) -> dict[str, Any]:
