@@ -88,6 +88,10 @@ def _types(schema: dict[str, Any]) -> set[str] | None:
     return set(tp) if isinstance(tp, list) else {tp}
 
 
+def _listed(types: set[str]) -> str:
+    return "|".join(sorted(types))
+
+
 def _values(schema: dict[str, Any]) -> list[Any] | None:
     """The values an ``enum`` or ``const`` allows (None: not limited)."""
     if "const" in schema:
@@ -105,15 +109,18 @@ class _Check:
     reader: str
     writer: str
 
-    def _break(self, path: str, problem: Problem, detail: str) -> Break:
+    def _break(self, path: str, problem: Problem, read: str, written: str) -> Break:
+        """A break at ``path``: what the reader allows and what the writer allows, said as the
+        committed schema's and today's Records'."""
+        sides = {self.reader: read, self.writer: written}
+        detail = f"committed schema: {sides['committed']}; today's Records: {sides['today']}"
         return Break(self.topic, path, self.direction, problem, detail)
 
     def kinds(self, reader: dict[str, Any], writer: dict[str, Any]) -> Iterator[Break]:
         readable = kinds_of(reader)
         for title, written in kinds_of(writer).items():
             if title not in readable:
-                yield self._break(f"(kind {title})", "kind",
-                                  f"{self.writer} has the kind {title}, {self.reader} has not")
+                yield self._break(f"(kind {title})", "kind", "no such kind", f"kind {title}")
             else:
                 yield from self.object(readable[title], written, "")
 
@@ -123,9 +130,8 @@ class _Check:
         written_always = set(writer.get("required", []))
         for name in reader.get("required", []):
             if name not in written_always:
-                said = "does not have it" if name not in write_props else "makes it optional"
-                yield self._break(prefix + name, "required",
-                                  f"{self.reader} requires it, {self.writer} {said}")
+                yield self._break(prefix + name, "required", "required",
+                                  "optional" if name in write_props else "no such field")
         for name, read in read_props.items():
             if name in write_props:
                 yield from self.value(read, write_props[name], prefix + name)
@@ -147,22 +153,18 @@ class _Check:
             return
         if "number" in read:
             read = read | {"integer"}
-        refused = sorted(written - read) if written is not None else ["any"]
-        if refused:
-            yield self._break(path, "type", f"{self.writer} allows {', '.join(refused)}, "
-                                            f"{self.reader} only {', '.join(sorted(read))}")
+        if written is None or written - read:
+            yield self._break(path, "type", f"type {_listed(read)}",
+                              f"type {_listed(written) if written else 'any'}")
 
     def _enum(self, reader: dict[str, Any], writer: dict[str, Any],
               path: str) -> Iterator[Break]:
         read, written = _values(reader), _values(writer)
         if read is None:
             return
-        if written is None:
-            yield self._break(path, "enum", f"{self.reader} allows only {read}, "
-                                            f"{self.writer} any value")
-        elif refused := [v for v in written if v not in read]:
-            yield self._break(path, "enum", f"{self.writer} allows {refused}, "
-                                            f"{self.reader} only {read}")
+        if written is None or any(v not in read for v in written):
+            yield self._break(path, "enum", f"enum {read}",
+                              "any value" if written is None else f"enum {written}")
 
     def _constraints(self, reader: dict[str, Any], writer: dict[str, Any],
                      path: str) -> Iterator[Break]:
@@ -179,6 +181,5 @@ class _Check:
             else:
                 refused = kept != bound
             if refused:
-                yield self._break(path, "constraint",
-                                  f"{keyword} {self.reader} {bound!r}, {self.writer} "
-                                  f"{'none' if kept is None else repr(kept)}")
+                yield self._break(path, "constraint", f"{keyword} {bound!r}",
+                                  f"{keyword} {'none' if kept is None else repr(kept)}")
