@@ -1,9 +1,11 @@
 """The AsyncAPI 3.0 document of the flow, generated from the contracts: ``docs/asyncapi.yaml``.
 
 Channels are the topics (key, partitions, topic settings as Kafka bindings), one message per
-kind of event a topic carries, and operations say which service sends or receives each channel
-(with its consumer group). Written by ``signupflow schemas asyncapi``; a unit test fails when the
-committed document is stale or not valid AsyncAPI 3.0.
+kind of event a topic carries (its key's schema in the Kafka binding, with ``x-key-encoding``:
+``utf-8``, the key's bytes are that text; ``json``, they are JSON), and operations say which
+service sends or receives each channel (with its consumer group). Written by ``signupflow
+schemas asyncapi``; a unit test fails when the committed document is stale or not valid
+AsyncAPI 3.0.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def _message(contract: Contract, kind: Shape) -> dict[str, Any]:
                        payload=_ref("components", "schemas", kind.title))
         if contract.headers is not None:
             message["headers"] = _ref("components", "schemas", contract.headers.title)
-    message["bindings"] = {"kafka": {"key": key, "bindingVersion": BINDING}}
+    message["bindings"] = {"kafka": {"key": key, "x-key-encoding": contract.key_encoding,
+                                     "bindingVersion": BINDING}}
     return message
 
 

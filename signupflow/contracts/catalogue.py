@@ -52,6 +52,8 @@ class Contract:
     key_description: str
     sent_by: tuple[Service, ...]
     read_by: tuple[Service, ...]
+    #: how the key's bytes hold it: its UTF-8 text, or JSON (Faust's table keys)
+    key_encoding: Literal["utf-8", "json"] = "utf-8"
     #: headers a message may carry besides the contract's part
     headers: Shape | None = None
     #: Kafka topic settings signupflow gives the topic
@@ -93,8 +95,10 @@ PARTNER_SUMMARY_CONTRACT = Contract(
     summary="The changelog of batch's partner-summary table: one summary per partner, read "
             "back by batch when it starts (the name follows SIGNUPFLOW_BATCH_APP_ID).",
     kinds=(shape_of(PartnerSummary),), discriminator=None, part="value", key=MEMBER_KEY,
-    key_description="the partner's uuid, co-partitioned with partner-created",
-    sent_by=("batch",), read_by=("batch",), config={"cleanup.policy": ["compact"]})
+    key_description="the partner's uuid as a JSON string (Faust's table key), in the partition "
+                    "of its partner-created event",
+    key_encoding="json", sent_by=("batch",), read_by=("batch",),
+    config={"cleanup.policy": ["compact"]})
 
 CONTRACTS: tuple[Contract, ...] = (
     PROFILE_INSERT_CONTRACT,
