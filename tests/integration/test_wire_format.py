@@ -131,8 +131,8 @@ def test_every_event_on_every_topic_keeps_to_its_committed_schema(system: System
                            (str(uuid.uuid4()).encode(), b"{not json")],
         "partner-created": [partner(style_count=-1), partner(nickname=None)],
     }
-    for topic, records in poison.items():
-        produce(system.bootstrap, topic, list(records))
+    for topic, events in poison.items():
+        produce(system.bootstrap, topic, list(events))
     system.wait_until(lambda: system.profiles() == accepted, 120, "every profile stored")
     partners = system.count("member", "partner_profile")
     assert partners > 50
