@@ -43,15 +43,15 @@ class Contract:
     summary: str
     #: the kinds of message on the topic (one Record each; several: a tagged union)
     kinds: tuple[Shape, ...]
-    #: the field whose value tells the kinds apart (None: one kind)
-    discriminator: str | None
-    #: what the schema describes: the JSON value, or the headers (dead letters)
-    part: Literal["value", "headers"]
-    #: the key's UTF-8 text (None: any bytes)
-    key: Field | None
-    key_description: str
     sent_by: tuple[Service, ...]
     read_by: tuple[Service, ...]
+    key_description: str
+    #: the field whose value tells the kinds apart (None: one kind)
+    discriminator: str | None = None
+    #: what the schema describes: the JSON value, or the headers (dead letters)
+    part: Literal["value", "headers"] = "value"
+    #: the key's schema (None: any bytes)
+    key: Field | None = MEMBER_KEY
     #: how the key's bytes hold it: its UTF-8 text, or JSON (Faust's table keys)
     key_encoding: Literal["utf-8", "json"] = "utf-8"
     #: headers a message may carry besides the contract's part
@@ -70,35 +70,32 @@ def _dead_letters(source: Contract) -> Contract:
         topic=dlq_topic(source.topic), version=1,
         summary=f"Events of {source.topic} that {' and '.join(source.read_by)} could not use, "
                 "with the reason in the headers (signupflow dlq show|replay).",
-        kinds=(DEAD_LETTER_HEADERS,), discriminator=None, part="headers", key=None,
+        kinds=(DEAD_LETTER_HEADERS,), sent_by=source.read_by, read_by=(),
         key_description=f"the original key of the {source.topic} event, unchanged",
-        sent_by=source.read_by, read_by=(),
-        config={"retention.ms": int(DEFAULTS.dlq_retention * 1000)})
+        part="headers", key=None, config={"retention.ms": int(DEFAULTS.dlq_retention * 1000)})
 
 
 PROFILE_INSERT_CONTRACT = Contract(
     topic=PROFILE_INSERT, version=1,
     summary="A new member's public profile, from auth's outbox to member.",
-    kinds=(shape_of(ProfileInsert),), discriminator=None, part="value", key=MEMBER_KEY,
+    kinds=(shape_of(ProfileInsert),), sent_by=("auth",), read_by=("member",),
     key_description="the member's uuid: one member's events stay in order",
-    sent_by=("auth",), read_by=("member",), headers=TRACE_HEADERS)
+    headers=TRACE_HEADERS)
 
 PARTNER_CREATED_CONTRACT = Contract(
     topic=PARTNER_CREATED, version=1,
     summary="A partner profile now exists, from member to batch.",
-    kinds=(shape_of(PartnerCreated),), discriminator=None, part="value", key=MEMBER_KEY,
-    key_description="the partner's uuid (the member's)",
-    sent_by=("member",), read_by=("batch",), headers=TRACE_HEADERS)
+    kinds=(shape_of(PartnerCreated),), sent_by=("member",), read_by=("batch",),
+    key_description="the partner's uuid (the member's)", headers=TRACE_HEADERS)
 
 PARTNER_SUMMARY_CONTRACT = Contract(
     topic=changelog_topic(DEFAULTS.app_ids["batch"], PARTNER_SUMMARY), version=1,
     summary="The changelog of batch's partner-summary table: one summary per partner, read "
             "back by batch when it starts (the name follows SIGNUPFLOW_BATCH_APP_ID).",
-    kinds=(shape_of(PartnerSummary),), discriminator=None, part="value", key=MEMBER_KEY,
+    kinds=(shape_of(PartnerSummary),), sent_by=("batch",), read_by=("batch",),
     key_description="the partner's uuid as a JSON string (Faust's table key), in the partition "
                     "of its partner-created event",
-    key_encoding="json", sent_by=("batch",), read_by=("batch",),
-    config={"cleanup.policy": ["compact"]})
+    key_encoding="json", config={"cleanup.policy": ["compact"]})
 
 CONTRACTS: tuple[Contract, ...] = (
     PROFILE_INSERT_CONTRACT,

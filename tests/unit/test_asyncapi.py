@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from signupflow.contracts.asyncapi import document, message_name, render
-from signupflow.contracts.catalogue import CONTRACTS, PROFILE_INSERT_CONTRACT
+from signupflow.contracts.catalogue import CONTRACTS
 from signupflow.contracts.compat import kinds_of
-from signupflow.models.shape import shape_of
-from tests.unit.test_contracts import Joined, Left
+from tests.unit.test_contracts import Joined, Left, life
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "docs" / "asyncapi.yaml"
@@ -126,9 +124,7 @@ def test_the_operations_are_the_apps_topics() -> None:
 
 
 def test_a_topic_of_several_kinds_has_a_message_per_kind() -> None:
-    life = replace(PROFILE_INSERT_CONTRACT, topic="member-life", discriminator="kind",
-                   kinds=(shape_of(Joined), shape_of(Left)))
-    doc = document([*CONTRACTS, life])
+    doc = document([*CONTRACTS, life(Joined, Left)])
     assert list(doc["channels"]["member-life"]["messages"]) == ["Joined", "Left"]
     assert asyncapi_validator().is_valid(doc)
     for ref in refs(doc):
