@@ -175,8 +175,8 @@ class Uuid:
 
     json_type: ClassVar[str] = "string"
 
-    def check(self, value: Any) -> str:
-        return check_uuid(value)
+    #: the function itself: no extra call per event
+    check = staticmethod(check_uuid)
 
     def schema(self) -> dict[str, Any]:
         return {"format": "uuid", "pattern": UUID_PATTERN}
@@ -188,8 +188,8 @@ class Timestamp:
 
     json_type: ClassVar[str] = "string"
 
-    def check(self, value: Any) -> str:
-        return check_timestamp(value)
+    #: the function itself: no extra call per event
+    check = staticmethod(check_timestamp)
 
     def schema(self) -> dict[str, Any]:
         return {"format": "date-time", "pattern": TIMESTAMP_PATTERN}
@@ -216,8 +216,8 @@ class StyleIds:
 
     json_type: ClassVar[str] = "array"
 
-    def check(self, value: Any) -> list[int]:
-        return check_styles(value)
+    #: the function itself: no extra call per event
+    check = staticmethod(check_styles)
 
     def schema(self) -> dict[str, Any]:
         return {"items": {"enum": sorted(STYLES)}, "maxItems": MAX_FAVORITE_STYLES,
