@@ -411,5 +411,68 @@ def bench(signups: int, rate: float, http_signups: int, concurrency: int,
     click.echo(json.dumps(results) if as_json else render(results))
 
 
+# --- event contracts ------------------------------------------------------------------------
+
+@main.group()
+def schemas() -> None:
+    """Event contracts: the topics' JSON Schemas and the AsyncAPI document (README, Event
+    contracts)."""
+
+
+CHECK = click.option("--check", is_flag=True,
+                     help="Write nothing; exit 1 if the committed files are not up to date.")
+
+
+@schemas.command("export")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("schemas"), show_default=True, help="Where the schemas are kept.")
+@CHECK
+def schemas_export(directory: Path, check: bool) -> None:
+    """Write each topic's JSON Schema, generated from the Records, to DIR/<topic>/v<N>.json.
+
+    Refuses (exit 1, naming topic, field and rule) while today's Records break the committed
+    version they keep to: a deliberate break needs a new version."""
+    from signupflow.contracts import files
+
+    if check:
+        problems = [*files.gate(directory), *(f"{directory / name}: stale, run `signupflow "
+                                              "schemas export`" for name in files.stale(directory))]
+        _problems_or(problems, f"{directory}: up to date")
+        return
+    try:
+        changed = files.export(directory)
+    except files.ContractBroken as exc:
+        _problems_or(exc.problems, "")
+    click.echo("\n".join(f"wrote {directory / name}" for name in changed)
+               or f"{directory}: up to date")
+
+
+def _problems_or(problems: list[str], fine: str) -> None:
+    """Exit 1 listing ``problems``; or say ``fine``."""
+    if problems:
+        click.secho("\n".join(problems), fg="red", err=True)
+        sys.exit(1)
+    click.echo(fine)
+
+
+@schemas.command("asyncapi")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/asyncapi.yaml"), show_default=True)
+@CHECK
+def schemas_asyncapi(output: Path, check: bool) -> None:
+    """Write the AsyncAPI 3.0 document of the services, their channels and messages."""
+    from signupflow.contracts.asyncapi import document, render
+
+    text = render(document())
+    if check:
+        fresh = output.exists() and output.read_text(encoding="utf-8") == text
+        _problems_or([] if fresh else [f"{output}: stale, run `signupflow schemas asyncapi`"],
+                     f"{output}: up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}")
+
+
 if __name__ == "__main__":
     main()

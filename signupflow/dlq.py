@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from signupflow.domain.fields import Choice, Pattern, Text, Timestamp
+from signupflow.topics import DATA_TOPICS, dlq_topic
 
 from signupflow.kafka_client import KafkaAccess
 from signupflow.topics import REPLAY_GROUP
@@ -21,6 +25,20 @@ H_OFFSET = "dlq.source.offset"
 H_FAILED_AT = "dlq.failed_at"
 H_STAGE = "dlq.stage"
 MAX_REASON = 500
+#: the services that dead-letter the events they consume
+STAGES = ("member", "batch")
+DIGITS = "^[0-9]+$"
+
+#: Every header of a dead letter, with what its UTF-8 text holds: the contract of the
+#: ``<topic>.dlq`` topics (``schemas/<topic>.dlq/``; key and value are the original bytes).
+HEADER_FIELDS: dict[str, Any] = {
+    H_ERROR: Annotated[str, Text(1, MAX_REASON, trimmed=False)],
+    H_TOPIC: Annotated[str, Choice(DATA_TOPICS)],
+    H_PARTITION: Annotated[str, Pattern(DIGITS)],
+    H_OFFSET: Annotated[str, Pattern(DIGITS)],
+    H_STAGE: Annotated[str, Choice(STAGES)],
+    H_FAILED_AT: Annotated[str, Timestamp()],
+}
 
 
 @dataclass(frozen=True)
@@ -41,7 +59,7 @@ class DeadLetter:
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [
-            (H_ERROR, self.error[:MAX_REASON].encode()),
+            (H_ERROR, self.error.replace("\x00", "\\x00")[:MAX_REASON].encode()),
             (H_TOPIC, self.source_topic.encode()),
             (H_PARTITION, str(self.source_partition).encode()),
             (H_OFFSET, str(self.source_offset).encode()),
@@ -74,7 +92,6 @@ def dead_letter(
 async def show(kafka: KafkaAccess, source_topic: str) -> list[tuple[int, int, DeadLetter]]:
     """All dead letters of ``source_topic`` as (partition, offset, letter)."""
     from signupflow.topic_reader import read_topic
-    from signupflow.topics import dlq_topic
 
     records = await read_topic(kafka, dlq_topic(source_topic))
     return [(r.partition, r.offset, DeadLetter.from_headers(r.key, r.value, r.headers))
@@ -90,7 +107,6 @@ async def replay(kafka: KafkaAccess, source_topic: str, group: str = REPLAY_GROU
     from signupflow.kafka_client import consumer as kafka_consumer
     from signupflow.kafka_client import durable_producer
     from signupflow.topic_reader import records_until, topic_partitions
-    from signupflow.topics import dlq_topic
 
     topic = dlq_topic(source_topic)
     consumer = kafka_consumer(kafka, group_id=group, enable_auto_commit=False,
