@@ -13,10 +13,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from signupflow.domain.fields import Choice, Pattern, Text, Timestamp
-from signupflow.topics import DATA_TOPICS, dlq_topic
-
 from signupflow.kafka_client import KafkaAccess
-from signupflow.topics import REPLAY_GROUP
+from signupflow.topics import DATA_TOPICS, REPLAY_GROUP, dlq_topic
 
 H_ERROR = "dlq.error"
 H_TOPIC = "dlq.source.topic"

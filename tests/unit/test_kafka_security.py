@@ -78,8 +78,8 @@ def test_sasl_without_credentials_names_the_variables_and_the_principal(tmp_path
     settings = load_settings(env)
 
     settings.kafka("member")  # others are not affected
-    with pytest.raises(ValueError, match="KAFKA_READER_USERNAME and .*KAFKA_READER_PASSWORD .*"
-                                         "'reader' principal"):
+    with pytest.raises(ValueError, match=r"KAFKA_READER_USERNAME and .*KAFKA_READER_PASSWORD .*"
+                                         r"'reader' principal"):
         settings.kafka("reader")
 
 
@@ -103,7 +103,7 @@ def test_a_client_certificate_per_principal_or_for_all(tmp_path: Path) -> None:
     assert batch.librdkafka() == {"security.protocol": "SSL", "ssl.ca.location": "/ca.pem",
                                   "ssl.certificate.location": "/batch.pem",
                                   "ssl.key.location": "/batch.key"}
-    with pytest.raises(ValueError, match="TLS CA file /ca.pem does not exist"):
+    with pytest.raises(ValueError, match=r"TLS CA file /ca\.pem does not exist"):
         batch.ssl_context()
 
 
@@ -195,7 +195,8 @@ def test_a_worker_gets_only_its_own_credentials() -> None:
     kept = worker_env("member", env)
 
     assert set(kept) == {"SIGNUPFLOW_KAFKA_SECURITY_PROTOCOL", "PATH",
-                         "SIGNUPFLOW_KAFKA_MEMBER_USERNAME", "SIGNUPFLOW_KAFKA_MEMBER_PASSWORD_FILE"}
+                         "SIGNUPFLOW_KAFKA_MEMBER_USERNAME",
+                         "SIGNUPFLOW_KAFKA_MEMBER_PASSWORD_FILE"}
 
 
 def test_an_access_describes_itself_without_its_password() -> None:
