@@ -89,3 +89,16 @@ def test_a_grant_as_a_kafka_acls_command() -> None:
         "--allow-principal User:signupflow-member --operation DescribeConfigs "
         "--topic partner-created")
     assert Acl("User:x", "GROUP", "g", "READ").kafka_acls().endswith("--operation Read --group g")
+
+
+def test_the_grants_agree_with_the_event_contracts() -> None:
+    """Two declarations of who uses a topic (the ACLs', the AsyncAPI document's) cannot drift
+    apart: each contract's writers are exactly the services granted WRITE, its readers those
+    granted READ."""
+    from signupflow.contracts.catalogue import CONTRACTS
+
+    for c in CONTRACTS:
+        writers = {s for s, use in USES.items() if c.topic in use.writes}
+        readers = {s for s, use in USES.items() if c.topic in use.reads}
+        assert writers == set(c.sent_by), c.topic
+        assert readers == set(c.read_by), c.topic
