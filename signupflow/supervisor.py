@@ -56,7 +56,8 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             status: int = resp.status
             return 200 <= status < 500
-    except urllib.error.HTTPError as exc:
+    except urllib.error.HTTPError as exc:  # it answered (401 when the views need a token)
+        exc.close()
         return exc.code < 500
     except (OSError, ValueError):
         return False

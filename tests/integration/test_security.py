@@ -77,7 +77,8 @@ def get(url: str, token: str | None = None) -> tuple[int, str]:
                                     timeout=10) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        with exc:
+            return exc.code, exc.read().decode()
 
 
 def test_the_whole_flow_runs_secured_and_verify_is_clean(secured: System) -> None:
