@@ -32,11 +32,14 @@ Each phase of the Faust workers starts once every earlier event is stored and su
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import platform
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -46,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from signupflow import broker, peers
@@ -402,6 +406,49 @@ async def http(env: Env, count: int, concurrency: int) -> dict[str, float]:
     return {"http_signups_per_s": count / elapsed, "http_concurrency": concurrency}
 
 
+async def health_seconds(url: str, stop: asyncio.Event) -> list[float]:
+    """``GET url`` every 100 ms until ``stop``: each answer's seconds (no answer: 10 s)."""
+    seconds: list[float] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                async with session.get(url) as resp:
+                    await resp.read()
+                seconds.append(time.perf_counter() - start)
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                seconds.append(10.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+    return seconds
+
+
+async def flood_phase(env: Env, clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` clients posting signups in a loop for ``seconds`` (signupflow.flood, a
+    process of its own) against the auth worker, as limited as in production (per-client
+    limit, each client its own address behind a trusted proxy): its answers by status, the
+    latency of the 201s, and auth's ``/health`` meanwhile."""
+    stop = asyncio.Event()
+    watching = asyncio.create_task(health_seconds(env.url("auth") + "/health", stop))
+    run = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "signupflow.flood", env.url("auth"),
+                         str(clients), str(seconds)],
+        capture_output=True, text=True, timeout=seconds + 300, env=env.env)
+    stop.set()
+    health = await watching
+    if run.returncode != 0:
+        raise RuntimeError(f"benchmark: the flood failed: {run.stderr[-2000:]}")
+    summary = json.loads(run.stdout)
+    env.sent += summary["created"]  # they flow downstream like every other signup
+    env.partners += summary["created_partners"]
+    h = percentiles(health)
+    return {"flood_clients": clients, "flood_seconds": seconds,
+            "flood_answers": summary["answers"],
+            "flood_created_ms_p50": summary["created_p50_ms"],
+            "flood_created_ms_p99": summary["created_p99_ms"],
+            "flood_health_ms_p50": h["p50"] * 1000, "flood_health_ms_p99": h["p99"] * 1000}
+
+
 def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines()
@@ -454,6 +501,9 @@ def start_env(root: Path, partitions: int) -> Env:
     env = {**os.environ, "SIGNUPFLOW_DATA_DIR": str(root / "data"),
            "SIGNUPFLOW_BROKER_PORT": str(status.port), "SIGNUPFLOW_PARTITIONS": str(partitions),
            "SIGNUPFLOW_LOG_LEVEL": "warn",
+           # the http phase measures hashing from one address: no per-address limit there
+           # (the flood phase restores it)
+           "SIGNUPFLOW_SIGNUP_RATE": "0",
            **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in ports.items()}}
     env.pop("SIGNUPFLOW_KAFKA_BROKER", None)
     for name in ("SIGNUPFLOW_AUTH_DATABASE_URL", "SIGNUPFLOW_MEMBER_DATABASE_URL",
@@ -496,7 +546,8 @@ def stop(procs: dict[str, subprocess.Popen[bytes]], *names: str) -> None:
 
 
 async def run(signups: int, rate: float, http_signups: int, concurrency: int, partitions: int,
-              progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+              progress: Callable[[str], None] = lambda _: None, flood_clients: int = 400,
+              flood_seconds: float = 30) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="signupflow-bench-") as tmp:
         root = Path(tmp)
         env = await asyncio.to_thread(start_env, root, partitions)  # blocking start-up
@@ -544,6 +595,14 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
             results.update(await latency(env, lat_events, rate))
             progress(f"http ({http_signups} signups, {concurrency} clients)")
             results.update(await http(env, http_signups, concurrency))
+            await settle(env)
+            progress(f"flood ({flood_clients} clients for {flood_seconds:.0f} s, each its own "
+                     "address, limited as in production)")
+            stop(procs, "auth")
+            procs.update(await asyncio.to_thread(
+                start_workers, env, ("auth",), SIGNUPFLOW_SIGNUP_RATE="",
+                SIGNUPFLOW_TRUSTED_PROXIES="127.0.0.1"))
+            results.update(await flood_phase(env, flood_clients, flood_seconds))
             await settle(env)
             if partitions >= 2:
                 progress("pipeline with 2 member workers")
@@ -616,6 +675,10 @@ def render(r: dict[str, Any]) -> str:
         f"   = {times(r['tracing_on_vs_off'], 'tracing off')}",
         f"  http      POST /signup                  {per_s(r['http_signups_per_s'])}"
         f"   ({r['http_concurrency']} clients, scrypt-bound)",
+        f"  flood     {r['flood_clients']} clients, {r['flood_seconds']:.0f} s: answers "
+        + ", ".join(f"{n:,} x {status}" for status, n in sorted(r["flood_answers"].items()))
+        + f"; 201s p50 {r['flood_created_ms_p50']} ms p99 {r['flood_created_ms_p99']} ms; "
+        f"/health p99 {r['flood_health_ms_p99']:.0f} ms",
         f"  latency at {r['latency_rate_per_s']:.0f}/s  accepted -> profile  "
         f"p50 {r['latency_ms_p50']:.1f} ms  p95 {r['latency_ms_p95']:.1f} ms  "
         f"p99 {r['latency_ms_p99']:.1f} ms",

@@ -391,11 +391,14 @@ def trace(who: str, as_json: bool) -> None:
 @click.option("--http-signups", type=click.IntRange(10, 100_000), default=300,
               show_default=True, help="Signups through POST /signup (scrypt-bound).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--flood-clients", type=click.IntRange(1, 5000), default=400, show_default=True,
+              help="Clients of the flood phase, each posting signups in a loop.")
+@click.option("--flood-seconds", type=click.FloatRange(1, 3600), default=30, show_default=True)
 @click.option("--partitions", type=click.IntRange(1, 64), default=None,
               help="Partitions per topic (default: SIGNUPFLOW_PARTITIONS).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(signups: int, rate: float, http_signups: int, concurrency: int,
-          partitions: int | None, as_json: bool) -> None:
+def bench(signups: int, rate: float, http_signups: int, concurrency: int, flood_clients: int,
+          flood_seconds: float, partitions: int | None, as_json: bool) -> None:
     """Measure throughput and latency against a raw-client ceiling and a hand-written
     baseline, on a private broker started for the run."""
     from signupflow.bench import render, run
@@ -405,7 +408,8 @@ def bench(signups: int, rate: float, http_signups: int, concurrency: int,
 
     try:
         results = asyncio.run(run(signups, rate, http_signups, concurrency,
-                                  partitions or get_settings().partitions, progress))
+                                  partitions or get_settings().partitions, progress,
+                                  flood_clients, flood_seconds))
     except (local_broker.BrokerError, RuntimeError, TimeoutError) as exc:
         fail(str(exc))
     click.echo(json.dumps(results) if as_json else render(results))

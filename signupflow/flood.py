@@ -38,6 +38,8 @@ class FloodResult:
     answers: dict[str, int] = field(default_factory=dict)
     #: seconds each 201 took, sorted
     created_seconds: list[float] = field(default_factory=list)
+    #: partners among the 201s
+    created_partners: int = 0
 
     def percentile(self, p: float) -> float | None:
         values = self.created_seconds
@@ -46,7 +48,7 @@ class FloodResult:
     def summary(self) -> dict[str, Any]:
         p50, p99 = self.percentile(50), self.percentile(99)
         return {"clients": self.clients, "seconds": self.seconds, "answers": self.answers,
-                "created": self.answers.get("201", 0),
+                "created": self.answers.get("201", 0), "created_partners": self.created_partners,
                 "created_p50_ms": round(p50 * 1000, 1) if p50 is not None else None,
                 "created_p99_ms": round(p99 * 1000, 1) if p99 is not None else None}
 
@@ -56,10 +58,12 @@ async def flood(url: str, clients: int, seconds: float, patience: float = 10.0,
     """``clients`` clients posting signups to ``url``/signup for ``seconds``."""
     answers: Counter[str] = Counter()
     created: list[float] = []
+    partners = 0
     deadline = time.monotonic() + seconds
     run = f"flood{seed}-{int(time.time())}"
 
     async def client(n: int, session: aiohttp.ClientSession) -> None:
+        nonlocal partners
         rng = random.Random(seed * 100_003 + n)
         address = f"198.{18 + n // 65536}.{n // 256 % 256}.{n % 256}"
         headers = {"Content-Type": "application/json",
@@ -84,12 +88,13 @@ async def flood(url: str, clients: int, seconds: float, patience: float = 10.0,
             if status == 201:
                 created.append(time.perf_counter() - start)
                 accepted.append(body["email"])
+                partners += body["role"] == "PARTNER"
 
     timeout = aiohttp.ClientTimeout(total=patience)
     connector = aiohttp.TCPConnector(limit=0)  # one connection per client, as real ones
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await asyncio.gather(*(client(n, session) for n in range(clients)))
-    return FloodResult(clients, seconds, dict(answers), sorted(created))
+    return FloodResult(clients, seconds, dict(answers), sorted(created), partners)
 
 
 def main(argv: list[str]) -> None:
