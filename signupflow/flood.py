@@ -5,7 +5,8 @@ What a signup service facing the internet meets on a bad day; used by ``signupfl
 meanwhile is not slowed down by the flood's own work. Each client waits at most ``patience``
 seconds for an answer and does not wait out a ``Retry-After`` (the worst case); one signup in
 ten reuses an email accepted before (a duplicate: 409). With ``forwarded`` each client sends
-its own ``X-Forwarded-For`` address, as behind a trusted proxy.
+its own ``X-Forwarded-For`` address, as behind a trusted proxy, but for one in ten, which
+share one (an office behind one NAT address: the per-client limit's case).
 
 Run: ``python -m signupflow.flood URL CLIENTS SECONDS`` prints one JSON object.
 """
@@ -65,7 +66,8 @@ async def flood(url: str, clients: int, seconds: float, patience: float = 10.0,
     async def client(n: int, session: aiohttp.ClientSession) -> None:
         nonlocal partners
         rng = random.Random(seed * 100_003 + n)
-        address = f"198.{18 + n // 65536}.{n // 256 % 256}.{n % 256}"
+        shared = n < max(1, clients // 10)
+        address = "203.0.113.1" if shared else f"198.{18 + n // 65536}.{n // 256 % 256}.{n % 256}"
         headers = {"Content-Type": "application/json",
                    **({"X-Forwarded-For": address} if forwarded else {})}
         accepted: list[str] = []

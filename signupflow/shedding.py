@@ -8,7 +8,9 @@ are created anyway, and their retry meets 409. So:
 * :class:`HashGate`: at most ``concurrency`` hashes at once, on threads of their own (the
   event loop and the database's threads stay free), behind a queue no longer than what can be
   hashed within the latency budget (503 when full). A request whose client has gone by the
-  time its turn comes is dropped, not hashed and not stored.
+  time its turn comes is dropped, not hashed and not stored; one that waited longer than the
+  budget (the machine got slower than the queue's size assumed) is answered 503 then, not
+  hashed for a client about to give up.
 
 Both answer with how long to wait (``Retry-After``).
 """
@@ -92,6 +94,17 @@ class Gone(Exception):
     """The client left before its turn came: nothing was done for it."""
 
 
+class Late(Exception):
+    """The request waited longer than the budget for its turn: nothing was done for it."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A place in the queue, taken at ``admitted_at`` (monotonic seconds)."""
+
+    admitted_at: float
+
+
 class HashGate:
     """Bounded, budgeted hashing: see the module docstring.
 
@@ -119,21 +132,24 @@ class HashGate:
         return max(1, math.ceil(self.admitted * self.seconds_per_hash / self.concurrency
                                 - self.budget))
 
-    def admit(self) -> bool:
-        """Take a place in the queue, or False when it is full (answer 503 at once)."""
+    def admit(self) -> Ticket | None:
+        """Take a place in the queue, or None when it is full (answer 503 at once)."""
         if self.admitted >= self.capacity:
-            return False
+            return None
         self.admitted += 1
-        return True
+        return Ticket(time.monotonic())
 
-    async def run(self, still_wanted: Callable[[], bool], fn: Callable[..., T],
+    async def run(self, ticket: Ticket, still_wanted: Callable[[], bool], fn: Callable[..., T],
                   *args: object) -> T:
         """Run ``fn(*args)`` on a hashing thread once a slot is free, for an admitted request;
-        raise :class:`Gone` instead if ``still_wanted()`` says its client has left by then."""
+        raise :class:`Gone` instead if ``still_wanted()`` says its client has left by then, or
+        :class:`Late` if it waited longer than the budget."""
         try:
             async with self._slots:
                 if not still_wanted():
                     raise Gone()
+                if time.monotonic() - ticket.admitted_at > self.budget:
+                    raise Late()
                 start = time.perf_counter()
                 result = await asyncio.get_running_loop().run_in_executor(
                     self._executor, fn, *args)

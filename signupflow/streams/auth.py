@@ -39,7 +39,7 @@ from signupflow.http_input import (
 from signupflow.kafka_client import durable_producer
 from signupflow.metrics import OUTBOX_DELETED, OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
 from signupflow.settings import Service, get_settings
-from signupflow.shedding import Gone, HashGate, RateLimiter, client_address, timed
+from signupflow.shedding import Gone, HashGate, Late, RateLimiter, client_address, timed
 from signupflow.storage.auth import (
     PendingEvent,
     delete_published,
@@ -137,14 +137,18 @@ class SignupView(View):
             signup = validate_signup(payload)
         except SignupInvalid as exc:
             return self.json(exc.as_json(), status=400)
-        if not hash_gate.admit():
+        ticket = hash_gate.admit()
+        if ticket is None:
             return busy(self, 503, "too many signups at once; try again shortly",
                         hash_gate.retry_after())
         try:
-            password_hash = await hash_gate.run(partial(connected, raw), hash_password,
+            password_hash = await hash_gate.run(ticket, partial(connected, raw), hash_password,
                                                 signup.password, settings.scrypt_n)
         except Gone:
             return error(self, CLIENT_GONE, "the client left before its turn")
+        except Late:
+            return busy(self, 503, "too many signups at once; try again shortly",
+                        hash_gate.retry_after())
         if not connected(raw):  # nobody would learn the account exists: do not create it
             return error(self, CLIENT_GONE, "the client left during hashing")
         engine = await resources.engine()

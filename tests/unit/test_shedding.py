@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from signupflow.shedding import Gone, HashGate, RateLimiter, client_address
+from signupflow.shedding import Gone, HashGate, Late, RateLimiter, client_address
 
 PROXY = (ipaddress.ip_network("10.0.0.0/8"),)
 
@@ -104,9 +104,8 @@ async def test_the_gate_runs_at_most_its_concurrency_at_once_off_the_loop() -> N
             running -= 1
         return 7
 
-    for _ in range(6):
-        assert gate.admit()
-    results = await asyncio.gather(*(gate.run(lambda: True, work) for _ in range(6)))
+    tickets = [gate.admit() for _ in range(6)]
+    results = await asyncio.gather(*(gate.run(t, lambda: True, work) for t in tickets if t))
 
     assert results == [7] * 6
     assert most == 2
@@ -117,10 +116,29 @@ async def test_the_gate_runs_at_most_its_concurrency_at_once_off_the_loop() -> N
 async def test_a_request_whose_client_left_is_dropped_before_its_hash() -> None:
     gate = HashGate(concurrency=1, budget=10, seconds_per_hash=0.01)
     ran: list[str] = []
-    assert gate.admit()
+    ticket = gate.admit()
+    assert ticket
 
     with pytest.raises(Gone):
-        await gate.run(lambda: False, ran.append, "hashed")
+        await gate.run(ticket, lambda: False, ran.append, "hashed")
+
+    assert ran == [] and gate.admitted == 0
+    gate.close()
+
+
+async def test_a_request_that_waited_past_the_budget_is_answered_not_hashed() -> None:
+    """The queue's size assumed a faster machine: the late ones are told to come back rather
+    than hashed for a client about to give up."""
+    gate = HashGate(concurrency=1, budget=0.2, seconds_per_hash=0.001)
+    first, late = gate.admit(), gate.admit()
+    assert first and late
+    ran: list[str] = []
+
+    async def slow() -> None:
+        await gate.run(first, lambda: True, time.sleep, 0.4)
+
+    with pytest.raises(Late):
+        await asyncio.gather(slow(), gate.run(late, lambda: True, ran.append, "hashed"))
 
     assert ran == [] and gate.admitted == 0
     gate.close()
@@ -129,8 +147,9 @@ async def test_a_request_whose_client_left_is_dropped_before_its_hash() -> None:
 async def test_the_estimate_follows_the_hashes_done() -> None:
     gate = HashGate(concurrency=1, budget=1, seconds_per_hash=0.001)
     for _ in range(10):
-        gate.admit()
-        await gate.run(lambda: True, time.sleep, 0.02)
+        ticket = gate.admit()
+        assert ticket
+        await gate.run(ticket, lambda: True, time.sleep, 0.02)
 
     assert 0.01 < gate.seconds_per_hash < 0.05
     assert gate.capacity < 100  # it started at 1000
