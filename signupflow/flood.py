@@ -41,6 +41,8 @@ class FloodResult:
     created_seconds: list[float] = field(default_factory=list)
     #: partners among the 201s
     created_partners: int = 0
+    #: what the requests without an answer failed with (exception type), and when (seconds)
+    failures: dict[str, list[float]] = field(default_factory=dict)
 
     def percentile(self, p: float) -> float | None:
         values = self.created_seconds
@@ -51,7 +53,8 @@ class FloodResult:
         return {"clients": self.clients, "seconds": self.seconds, "answers": self.answers,
                 "created": self.answers.get("201", 0), "created_partners": self.created_partners,
                 "created_p50_ms": round(p50 * 1000, 1) if p50 is not None else None,
-                "created_p99_ms": round(p99 * 1000, 1) if p99 is not None else None}
+                "created_p99_ms": round(p99 * 1000, 1) if p99 is not None else None,
+                "failures": self.failures}
 
 
 async def flood(url: str, clients: int, seconds: float, patience: float = 10.0,
@@ -60,6 +63,7 @@ async def flood(url: str, clients: int, seconds: float, patience: float = 10.0,
     answers: Counter[str] = Counter()
     created: list[float] = []
     partners = 0
+    failures: dict[str, list[float]] = {}
     deadline = time.monotonic() + seconds
     run = f"flood{seed}-{int(time.time())}"
 
@@ -83,8 +87,10 @@ async def flood(url: str, clients: int, seconds: float, patience: float = 10.0,
                                         headers=headers) as resp:
                     await resp.read()
                     status = resp.status
-            except (TimeoutError, aiohttp.ClientError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 answers[TIMED_OUT] += 1
+                failures.setdefault(type(exc).__name__, []).append(
+                    round(time.perf_counter() - start, 3))
                 continue
             answers[str(status)] += 1
             if status == 201:
@@ -96,7 +102,7 @@ async def flood(url: str, clients: int, seconds: float, patience: float = 10.0,
     connector = aiohttp.TCPConnector(limit=0)  # one connection per client, as real ones
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await asyncio.gather(*(client(n, session) for n in range(clients)))
-    return FloodResult(clients, seconds, dict(answers), sorted(created), partners)
+    return FloodResult(clients, seconds, dict(answers), sorted(created), partners, failures)
 
 
 def main(argv: list[str]) -> None:

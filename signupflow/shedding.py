@@ -18,8 +18,11 @@ Both answer with how long to wait (``Retry-After``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import math
+import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -116,7 +119,8 @@ class HashGate:
         self.concurrency, self.budget = concurrency, budget
         self.seconds_per_hash = max(seconds_per_hash, 1e-4)
         self._slots = asyncio.Semaphore(concurrency)
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="signup-hash")
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="signup-hash",
+                                            initializer=_yield_cpu)
         #: requests admitted and not finished (waiting or hashing)
         self.admitted = 0
 
@@ -132,9 +136,13 @@ class HashGate:
         return max(1, math.ceil(self.admitted * self.seconds_per_hash / self.concurrency
                                 - self.budget))
 
+    @property
+    def full(self) -> bool:
+        return self.admitted >= self.capacity
+
     def admit(self) -> Ticket | None:
         """Take a place in the queue, or None when it is full (answer 503 at once)."""
-        if self.admitted >= self.capacity:
+        if self.full:
             return None
         self.admitted += 1
         return Ticket(time.monotonic())
@@ -161,6 +169,17 @@ class HashGate:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+#: The niceness of the hashing threads: when the CPU is short, the event loop (answers,
+#: 429s and 503s, /health) goes first and the hashes take what is left.
+HASH_NICENESS = 10
+
+
+def _yield_cpu() -> None:
+    """Lower the calling thread's CPU priority (Linux: per thread; unprivileged can lower)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
 
 
 def timed(fn: Callable[..., object], *args: object) -> float:

@@ -99,6 +99,11 @@ def busy(view: View, status: int, message: str, retry_after: float) -> Response:
     return response
 
 
+def shed(view: View) -> Response:
+    return busy(view, 503, "too many signups at once; try again shortly",
+                hash_gate.retry_after())
+
+
 @app.page("/signup")
 class SignupView(View):
     """Create an account. 201 {uuid}; 400 with per-field errors; 409 if the email is taken;
@@ -125,6 +130,8 @@ class SignupView(View):
         wait = limiter.take(client, time.monotonic())
         if wait:
             return busy(self, 429, "too many signups from this address", wait)
+        if hash_gate.full:  # answered before the body is even read: shedding must be cheap
+            return shed(self)
         try:
             body = await read_body(raw, MAX_BODY_BYTES, settings.request_body_timeout)
         except BodyRefused as exc:
@@ -139,16 +146,14 @@ class SignupView(View):
             return self.json(exc.as_json(), status=400)
         ticket = hash_gate.admit()
         if ticket is None:
-            return busy(self, 503, "too many signups at once; try again shortly",
-                        hash_gate.retry_after())
+            return shed(self)
         try:
             password_hash = await hash_gate.run(ticket, partial(connected, raw), hash_password,
                                                 signup.password, settings.scrypt_n)
         except Gone:
             return error(self, CLIENT_GONE, "the client left before its turn")
         except Late:
-            return busy(self, 503, "too many signups at once; try again shortly",
-                        hash_gate.retry_after())
+            return shed(self)
         if not connected(raw):  # nobody would learn the account exists: do not create it
             return error(self, CLIENT_GONE, "the client left during hashing")
         engine = await resources.engine()

@@ -154,3 +154,17 @@ async def test_the_estimate_follows_the_hashes_done() -> None:
     assert 0.01 < gate.seconds_per_hash < 0.05
     assert gate.capacity < 100  # it started at 1000
     gate.close()
+
+
+async def test_the_hashing_threads_yield_the_cpu_to_the_event_loop() -> None:
+    import os
+
+    gate = HashGate(concurrency=1, budget=10, seconds_per_hash=0.01)
+    ticket = gate.admit()
+    assert ticket
+
+    niceness = await gate.run(ticket, lambda: True,
+                              lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + 10 or niceness == 19
+    gate.close()
