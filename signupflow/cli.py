@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -127,6 +128,31 @@ def topics() -> None:
     click.echo("topics ready: name, partitions, replicas, min.insync.replicas")
     for t in states:
         click.echo(f"  {t.name}: {t.partitions}, {t.replicas}, {t.min_insync_replicas}")
+
+
+@main.command()
+@click.option("--principal", "-p", "names", multiple=True, metavar="ROLE=PRINCIPAL",
+              help="Kafka's name of a role, e.g. member=User:CN=member.example (default: "
+                   "User:$SIGNUPFLOW_KAFKA_<ROLE>_USERNAME, else User:signupflow-<role>).")
+@click.option("--command-config", default="admin.properties", show_default=True,
+              help="The admin client properties kafka-acls.sh is given.")
+def acls(names: tuple[str, ...], command_config: str) -> None:
+    """Print the ACLs of least privilege as kafka-acls.sh commands, for a cluster of your own
+    (`broker start --secure` applies them to the local one)."""
+    from signupflow.acls import plan
+    from signupflow.settings import PRINCIPALS, Principal
+
+    s = get_settings()
+    principals = {p: f"User:{s.kafka_security.clients[p].username or f'signupflow-{p}'}"
+                  for p in PRINCIPALS}
+    for given in names:
+        role, _, name = given.partition("=")
+        if role not in principals or not name:
+            fail(f"--principal {given!r}: expected ROLE=PRINCIPAL, ROLE one of "
+                 f"{', '.join(PRINCIPALS)}")
+        principals[cast(Principal, role)] = name
+    for acl in plan(s, principals):
+        click.echo(acl.kafka_acls(command_config))
 
 
 # --- workers --------------------------------------------------------------------------------
