@@ -53,7 +53,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from signupflow import broker, peers
-from signupflow.client import post_signups
+from signupflow.client import post_signup, post_signups
 from signupflow.db import create_schema, make_engine
 from signupflow.domain.fake import fake_signups
 from signupflow.domain.signup import profile_event, validate_signup
@@ -406,6 +406,25 @@ async def http(env: Env, count: int, concurrency: int) -> dict[str, float]:
     return {"http_signups_per_s": count / elapsed, "http_concurrency": concurrency}
 
 
+async def duplicates(env: Env, count: int = 20) -> dict[str, float]:
+    """Does a 409 tell an email is taken sooner than a 201 tells it was free? ``count`` new
+    signups one after another, then the same again (each a 409): the medians of both."""
+    bodies = fake_signups(count, 0.3, seed=13, run="duplicates")
+    seconds: dict[int, list[float]] = {201: [], 409: []}
+    async with aiohttp.ClientSession() as session:
+        for body in [*bodies, *bodies]:
+            start = time.perf_counter()
+            outcome = await post_signup(session, env.url("auth") + "/signup", body)
+            seconds.setdefault(outcome.status, []).append(time.perf_counter() - start)
+    if len(seconds[201]) != count or len(seconds[409]) != count:
+        raise RuntimeError(f"benchmark: duplicates phase answered {sorted(seconds)}")
+    env.sent += count
+    env.partners += sum(1 for b in bodies if b["role"] == "PARTNER")
+    created, duplicate = statistics.median(seconds[201]), statistics.median(seconds[409])
+    return {"created_ms_p50": created * 1000, "duplicate_ms_p50": duplicate * 1000,
+            "duplicate_vs_created": duplicate / created}
+
+
 async def health_seconds(url: str, stop: asyncio.Event) -> list[float]:
     """``GET url`` every 100 ms until ``stop``: each answer's seconds (no answer: 10 s)."""
     seconds: list[float] = []
@@ -595,6 +614,8 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
             results.update(await latency(env, lat_events, rate))
             progress(f"http ({http_signups} signups, {concurrency} clients)")
             results.update(await http(env, http_signups, concurrency))
+            progress("duplicates (does a 409 come sooner than a 201?)")
+            results.update(await duplicates(env))
             await settle(env)
             progress(f"flood ({flood_clients} clients for {flood_seconds:.0f} s, each its own "
                      "address, limited as in production)")
@@ -675,6 +696,8 @@ def render(r: dict[str, Any]) -> str:
         f"   = {times(r['tracing_on_vs_off'], 'tracing off')}",
         f"  http      POST /signup                  {per_s(r['http_signups_per_s'])}"
         f"   ({r['http_concurrency']} clients, scrypt-bound)",
+        f"  409 vs 201  a taken email answered in {r['duplicate_ms_p50']:.1f} ms, a new one in "
+        f"{r['created_ms_p50']:.1f} ms (median) = {r['duplicate_vs_created']:.2f} x",
         f"  flood     {r['flood_clients']} clients, {r['flood_seconds']:.0f} s: answers "
         + ", ".join(f"{n:,} x {status}" for status, n in sorted(r["flood_answers"].items()))
         + f"; 201s p50 {r['flood_created_ms_p50']} ms p99 {r['flood_created_ms_p99']} ms; "

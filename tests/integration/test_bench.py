@@ -16,7 +16,8 @@ KEYS = {"ceiling_msgs_per_s", "baseline_signups_per_s", "pipeline_signups_per_s"
         "member_signups_per_s", "catchup_signups_per_s", "catchup_startup_s",
         "pipeline_1_member_signups_per_s", "pipeline_2_members_signups_per_s", "member_scaling",
         "flood_clients", "flood_seconds", "flood_created_ms_p50", "flood_created_ms_p99",
-        "flood_health_ms_p50", "flood_health_ms_p99", "machine"}
+        "flood_health_ms_p50", "flood_health_ms_p99", "created_ms_p50", "duplicate_ms_p50",
+        "duplicate_vs_created", "machine"}
 #: Figures of a peer (and the ratios to it): a number, or None when its package is missing.
 PEER_KEYS = {"confluent": {"confluent_signups_per_s", "member_vs_confluent"},
              "quix": {"quix_signups_per_s", "member_vs_quix"}}
