@@ -2,8 +2,10 @@
 once, loses no accepted signup, creates no account nobody was told about, and stays live.
 
 400 clients post signups in a loop for 30 s (in a process of their own, `signupflow.flood`),
-each waiting at most 10 s for an answer and each with its own address behind a trusted proxy;
-the hash cost is the production default (scrypt N=16384).
+each waiting at most 10 s for an answer and each with its own address behind a trusted proxy
+(one in ten behind one shared address); the hash cost is the production default (scrypt
+N=16384). The flood's process runs at nice 10: in production the clients are other machines,
+and here their own CPU must not pass for the service's slowness.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def test_a_flood_is_shed_quickly_and_nothing_accepted_is_lost(flooded: System) -
     prober.start()
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "signupflow.flood", flooded.url("auth"), str(CLIENTS),
-             str(SECONDS)], capture_output=True, text=True, timeout=SECONDS + 120,
+            ["nice", "-n", "10", sys.executable, "-m", "signupflow.flood", flooded.url("auth"),
+             str(CLIENTS), str(SECONDS)], capture_output=True, text=True, timeout=SECONDS + 120,
             env=flooded.env)
     finally:
         stop.set()
