@@ -7,6 +7,7 @@ import gc
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -122,7 +123,8 @@ class ServiceApp(faust.App):
 
 
 def create_app(
-    service: Service, settings: Settings | None = None, topics: list[str] | None = None
+    service: Service, settings: Settings | None = None, topics: list[str] | None = None,
+    middlewares: Sequence[Any] = (),
 ) -> ServiceApp:
     """The Faust app of ``service`` (auth, member or batch) with the project's settings.
 
@@ -133,7 +135,7 @@ def create_app(
     is the Kafka consumer group and the prefix of its internal topics, so each service consumes
     every event once, independently of the others. It connects to Kafka as its own principal
     (``SIGNUPFLOW_KAFKA_<SERVICE>_*``), and refuses to serve its views beyond this machine
-    without a web token.
+    without a web token. ``middlewares`` (aiohttp's) run on every request, first.
     """
     s = settings or get_settings()
     web_auth.check_exposure(s)
@@ -172,7 +174,8 @@ def create_app(
         web_host=s.web_advertised_host,
         web_port=s.web_ports[service],
         web_in_thread=False,
-        web_application_options={"middlewares": [web_auth.middleware(s.web_token)]},
+        web_application_options={"middlewares": [*middlewares,
+                                                  web_auth.middleware(s.web_token)]},
         autodiscover=False,
         origin="signupflow",
         Worker=Worker,

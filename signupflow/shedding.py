@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import math
 import os
@@ -28,7 +29,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from aiohttp import web
 
 T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,18 +39,24 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 SMOOTHING = 0.2
 
 
+@functools.lru_cache(maxsize=4096)
+def _trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
 def client_address(peer: str | None, forwarded_for: str | None,
                    trusted: Sequence[Network]) -> str:
     """Who the request comes from: the peer, unless the peer is a trusted proxy; then the
     right-most address of ``X-Forwarded-For`` that is not one (each proxy appends the address
     it saw, so the ones left of an untrusted hop can be forged)."""
+    networks = tuple(trusted)
 
     def is_trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.strip())
-        except ValueError:
-            return False
-        return any(ip in net for net in trusted)
+        return bool(networks) and _trusted(address, networks)
 
     client = peer or "unknown"
     if not is_trusted(client) or not forwarded_for:
@@ -180,6 +189,43 @@ def _yield_cpu() -> None:
     """Lower the calling thread's CPU priority (Linux: per thread; unprivileged can lower)."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
+
+
+def busy(status: int, message: str, retry_after: float) -> web.Response:
+    """A 429 or 503 answer, with the whole seconds after which to try again."""
+    return web.json_response({"error": message}, status=status,
+                             headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+
+def shed(gate: HashGate) -> web.Response:
+    return busy(503, "too many signups at once; try again shortly", gate.retry_after())
+
+
+def admission(path: str, limiter: RateLimiter, gate: HashGate, trusted: Sequence[Network],
+              refused: Callable[[str], None]) -> Any:
+    """An aiohttp middleware that answers ``POST path`` 429 (this client is over its rate) or
+    503 (the queue is full) before anything else runs: no body read, no view, no span. Under a
+    flood almost every request ends here, and what it costs the event loop is what every
+    other request (``/health`` included) waits behind. ``refused`` counts each by outcome."""
+
+    @web.middleware
+    async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path != path or request.method != "POST":
+            response: web.StreamResponse = await handler(request)
+            return response
+        client = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                trusted)
+        wait = limiter.take(client, time.monotonic())
+        if wait:
+            refused("rate_limited")
+            return busy(429, "too many signups from this address", wait)
+        if gate.full:
+            refused("shed")
+            return shed(gate)
+        answer: web.StreamResponse = await handler(request)
+        return answer
+
+    return admit
 
 
 def timed(fn: Callable[..., object], *args: object) -> float:

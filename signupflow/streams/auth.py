@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import cast
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -39,7 +39,7 @@ from signupflow.http_input import (
 from signupflow.kafka_client import durable_producer
 from signupflow.metrics import OUTBOX_DELETED, OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
 from signupflow.settings import Service, get_settings
-from signupflow.shedding import Gone, HashGate, Late, RateLimiter, client_address, timed
+from signupflow.shedding import Gone, HashGate, Late, RateLimiter, admission, shed, timed
 from signupflow.storage.auth import (
     PendingEvent,
     delete_published,
@@ -62,21 +62,23 @@ RETENTION_BATCH = 500
 MAX_BODY_BYTES = 16 * 1024
 
 settings = get_settings()
-app = create_app(STAGE, settings, [PROFILE_INSERT])
-resources = service_resources(app, STAGE, settings)
-relay_wakeup = asyncio.Event()
-
-
-#: ``signupflow_signups_total`` outcome of each answer of ``POST /signup``.
-OUTCOMES = {201: "created", 400: "invalid", 413: "invalid", 409: "duplicate",
-            429: "rate_limited", 503: "shed", 408: "timed_out", 499: "abandoned"}
-#: What a request whose client left is answered (nobody reads it): nginx's "client closed".
-CLIENT_GONE = 499
-
 #: Who may sign up how often, and how much hashing may queue (signupflow/shedding.py).
 limiter = RateLimiter(settings.signup_rate, settings.signup_burst)
 hash_gate = HashGate(settings.hash_concurrency, settings.signup_latency_budget,
                      timed(hash_password, "a calibration password", settings.scrypt_n))
+app = create_app(STAGE, settings, [PROFILE_INSERT], middlewares=[admission(
+    "/signup", limiter, hash_gate, settings.trusted_proxies,
+    lambda outcome: SIGNUPS.labels(outcome).inc())])
+resources = service_resources(app, STAGE, settings)
+relay_wakeup = asyncio.Event()
+
+
+#: ``signupflow_signups_total`` outcome of each answer of the view ``POST /signup`` (429s and
+#: the 503s of a full queue are answered, and counted, by the admission middleware).
+OUTCOMES = {201: "created", 400: "invalid", 413: "invalid", 409: "duplicate", 503: "shed",
+            408: "timed_out", 499: "abandoned"}
+#: What a request whose client left is answered (nobody reads it): nginx's "client closed".
+CLIENT_GONE = 499
 
 
 async def outbox_backlog() -> None:
@@ -90,18 +92,6 @@ app.metric_refreshers.append(outbox_backlog)
 
 def error(view: View, status: int, message: str, **extra: object) -> Response:
     return view.json({"error": message, **extra}, status=status)
-
-
-def busy(view: View, status: int, message: str, retry_after: float) -> Response:
-    """429 or 503, with the seconds after which to try again."""
-    response = error(view, status, message)
-    response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return response
-
-
-def shed(view: View) -> Response:
-    return busy(view, 503, "too many signups at once; try again shortly",
-                hash_gate.retry_after())
 
 
 @app.page("/signup")
@@ -124,14 +114,7 @@ class SignupView(View):
             return response
 
     async def store(self, request: Request, span: Span) -> Response:
-        raw = aiohttp_request(request)
-        client = client_address(raw.remote, raw.headers.get("X-Forwarded-For"),
-                                settings.trusted_proxies)
-        wait = limiter.take(client, time.monotonic())
-        if wait:
-            return busy(self, 429, "too many signups from this address", wait)
-        if hash_gate.full:  # answered before the body is even read: shedding must be cheap
-            return shed(self)
+        raw = aiohttp_request(request)  # admitted by the middleware: its rate, a place free
         try:
             body = await read_body(raw, MAX_BODY_BYTES, settings.request_body_timeout)
         except BodyRefused as exc:
@@ -145,15 +128,15 @@ class SignupView(View):
         except SignupInvalid as exc:
             return self.json(exc.as_json(), status=400)
         ticket = hash_gate.admit()
-        if ticket is None:
-            return shed(self)
+        if ticket is None:  # the queue filled while the body arrived
+            return cast(Response, shed(hash_gate))
         try:
             password_hash = await hash_gate.run(ticket, partial(connected, raw), hash_password,
                                                 signup.password, settings.scrypt_n)
         except Gone:
             return error(self, CLIENT_GONE, "the client left before its turn")
         except Late:
-            return shed(self)
+            return cast(Response, shed(hash_gate))
         if not connected(raw):  # nobody would learn the account exists: do not create it
             return error(self, CLIENT_GONE, "the client left during hashing")
         engine = await resources.engine()

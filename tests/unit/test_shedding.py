@@ -168,3 +168,50 @@ async def test_the_hashing_threads_yield_the_cpu_to_the_event_loop() -> None:
 
     assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + 10 or niceness == 19
     gate.close()
+
+
+async def test_the_admission_middleware_answers_before_the_view_runs() -> None:
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from signupflow.shedding import admission
+
+    limiter = RateLimiter(rate=0.001, burst=2)
+    gate = HashGate(concurrency=1, budget=1, seconds_per_hash=1)
+    refused: list[str] = []
+    reached: list[str] = []
+
+    async def view(request: web.Request) -> web.Response:
+        reached.append(request.path)
+        return web.Response(status=201)
+
+    app = web.Application(middlewares=[admission("/signup", limiter, gate,
+                                                 PROXY, refused.append)])
+    app.router.add_post("/signup", view)
+    app.router.add_get("/health", view)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+
+    async def post(address: str) -> tuple[int, str | None]:
+        async with aiohttp.ClientSession() as session, session.post(
+                server.make_url("/signup"), data=b"{}",
+                headers={"X-Forwarded-For": address}) as resp:
+            return resp.status, resp.headers.get("Retry-After")
+
+    try:
+        # 127.0.0.1 is not a trusted proxy here: every client is 127.0.0.1, one bucket
+        statuses = [await post("198.51.100.1") for _ in range(3)]
+        assert [s for s, _ in statuses] == [201, 201, 429]
+        assert int(statuses[2][1] or 0) > 100  # one token in 1000 s
+        assert gate.admit()  # the queue is now full
+        limiter.rate = 0
+        assert await post("198.51.100.2") == (503, "1")
+        async with aiohttp.ClientSession() as session, session.get(
+                server.make_url("/health")) as resp:
+            assert resp.status == 201  # other paths are not its business
+    finally:
+        await server.close()
+        gate.close()
+    assert refused == ["rate_limited", "shed"]
+    assert reached == ["/signup", "/signup", "/health"]
