@@ -136,10 +136,13 @@ def topics() -> None:
                    "User:$SIGNUPFLOW_KAFKA_<ROLE>_USERNAME, else User:signupflow-<role>).")
 @click.option("--command-config", default="admin.properties", show_default=True,
               help="The admin client properties kafka-acls.sh is given.")
-def acls(names: tuple[str, ...], command_config: str) -> None:
+@click.option("--apply", "apply_them", is_flag=True,
+              help="Create them on SIGNUPFLOW_KAFKA_BROKER as the admin role instead "
+                   "(SIGNUPFLOW_KAFKA_ADMIN_*; idempotent).")
+def acls(names: tuple[str, ...], command_config: str, apply_them: bool) -> None:
     """Print the ACLs of least privilege as kafka-acls.sh commands, for a cluster of your own
-    (`broker start --secure` applies them to the local one)."""
-    from signupflow.acls import plan
+    (`broker start --secure` applies them to the local one), or apply them."""
+    from signupflow.acls import apply, plan
     from signupflow.settings import PRINCIPALS, Principal
 
     s = get_settings()
@@ -151,7 +154,15 @@ def acls(names: tuple[str, ...], command_config: str) -> None:
             fail(f"--principal {given!r}: expected ROLE=PRINCIPAL, ROLE one of "
                  f"{', '.join(PRINCIPALS)}")
         principals[cast(Principal, role)] = name
-    for acl in plan(s, principals):
+    grants = plan(s, principals)
+    if apply_them:
+        try:
+            count = asyncio.run(apply(s.kafka("admin"), grants))
+        except Exception as exc:
+            fail(f"applying the ACLs on {s.bootstrap_servers}: {exc}")
+        click.echo(f"{count} ACLs in place on {s.bootstrap_servers}")
+        return
+    for acl in grants:
         click.echo(acl.kafka_acls(command_config))
 
 

@@ -26,12 +26,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from signupflow.kafka_client import ClientSecurity, KafkaAccess, Mechanism, Secret
 from signupflow.settings import LOCAL_CLIENT_ENV, PREFIX, PRINCIPALS, Principal, Settings
 
 MECHANISM: Mechanism = "SCRAM-SHA-512"
 BROKER_USER = "signupflow-broker"
-ADMIN_USER = "signupflow-admin"
+ADMIN_USER = "signupflow-admin"  # user_of("admin")
 #: The subject of the nodes' certificate: the principal the controllers see for a broker.
 NODE_SUBJECT = "CN=signupflow-broker"
 CERT_DAYS = 365
@@ -41,7 +47,8 @@ def user_of(principal: Principal) -> str:
     return f"signupflow-{principal}"
 
 
-USERS = (BROKER_USER, ADMIN_USER, *(user_of(p) for p in PRINCIPALS))
+#: The inter-broker user, then one per principal (the admin among them: ADMIN_USER).
+USERS = (BROKER_USER, *(user_of(p) for p in PRINCIPALS))
 
 
 def _private(path: Path, data: bytes) -> None:
@@ -94,9 +101,9 @@ class LocalSecurity:
         _private_dir(self.home)
         _private_dir(self.tls)
         if not self.node_keystore.exists():
-            ca_pem, node_pem = make_certificates(["127.0.0.1", "localhost"])
-            _private(self.ca_file, ca_pem)
-            _private(self.node_keystore, node_pem)
+            made = make_certificates(["127.0.0.1", "localhost"])
+            _private(self.ca_file, made.ca_pem())
+            _private(self.node_keystore, made.node_pem())
         _private_dir(self.home / "credentials")
         for user in USERS:
             if not self.password_file(user).exists():
@@ -153,14 +160,38 @@ class LocalSecurity:
         return {p: f"User:{user_of(p)}" for p in PRINCIPALS}
 
 
-def make_certificates(hosts: Iterable[str], days: int = CERT_DAYS) -> tuple[bytes, bytes]:
-    """A new CA (PEM) and a node keystore signed by it (PEM: key, certificate, CA) valid for
-    ``hosts`` (names or IP addresses), for server and client authentication."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+@dataclass(frozen=True)
+class Certificates:
+    """A throwaway CA and a node certificate it signed, for server and client authentication."""
 
+    ca: x509.Certificate
+    node_key: ec.EllipticCurvePrivateKey
+    node: x509.Certificate
+
+    def ca_pem(self) -> bytes:
+        return self.ca.public_bytes(serialization.Encoding.PEM)
+
+    def node_pem(self) -> bytes:
+        """Kafka's PEM keystore: the key (PKCS#8), the certificate, the CA."""
+        key = self.node_key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption())
+        return key + self.node.public_bytes(serialization.Encoding.PEM) + self.ca_pem()
+
+    def node_pkcs12(self, password: str) -> bytes:
+        """The same as a PKCS#12 keystore (what the apache/kafka image's settings take), in the
+        classic encryption every Java reads."""
+        encryption = (serialization.PrivateFormat.PKCS12.encryption_builder()
+                      .kdf_rounds(50_000)
+                      .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+                      .hmac_hash(hashes.SHA1()).build(password.encode()))
+        return pkcs12.serialize_key_and_certificates(b"node", self.node_key, self.node,
+                                                     [self.ca], encryption)
+
+
+def make_certificates(hosts: Iterable[str], days: int = CERT_DAYS) -> Certificates:
+    """A new CA and a node certificate signed by it, valid for ``hosts`` (names or IP
+    addresses), for server and client authentication."""
     now = datetime.datetime.now(datetime.UTC)
 
     def name(cn: str) -> x509.Name:
@@ -191,11 +222,7 @@ def make_certificates(hosts: Iterable[str], days: int = CERT_DAYS) -> tuple[byte
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
-    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-    key_pem = node_key.private_bytes(serialization.Encoding.PEM,
-                                     serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-    return ca_pem, key_pem + node.public_bytes(serialization.Encoding.PEM) + ca_pem
+    return Certificates(ca, node_key, node)
 
 
 async def grant_acls(local: LocalSecurity, bootstrap: str, settings: Settings) -> int:

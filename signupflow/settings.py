@@ -27,8 +27,9 @@ from signupflow.kafka_client import (
 Service = Literal["auth", "member", "batch"]
 SERVICES: tuple[Service, ...] = get_args(Service)
 #: Who connects to Kafka: each service as itself; the CLI's read-only verbs (verify, trace,
-#: dlq show, broker status) as ``reader``; ``topics`` and ``dlq replay`` as ``operator``.
-Principal = Literal["auth", "member", "batch", "reader", "operator"]
+#: dlq show, broker status) as ``reader``; ``topics`` and ``dlq replay`` as ``operator``;
+#: ``acls --apply`` as ``admin`` (a super user of the cluster, used for nothing else).
+Principal = Literal["auth", "member", "batch", "reader", "operator", "admin"]
 PRINCIPALS: tuple[Principal, ...] = get_args(Principal)
 PREFIX = "SIGNUPFLOW_"
 #: What ``signupflow broker start --secure`` writes in the broker home: the settings of its

@@ -153,9 +153,9 @@ def test_the_local_cluster_files_are_private_and_hold_no_password_in_client_env(
 
 
 def test_the_node_certificate_is_signed_by_the_ca_for_loopback(tmp_path: Path) -> None:
-    ca_pem, keystore = make_certificates(["127.0.0.1", "localhost", "kafka-1"])
-    (tmp_path / "ca.pem").write_bytes(ca_pem)
-    (tmp_path / "node.pem").write_bytes(keystore)
+    made = make_certificates(["127.0.0.1", "localhost", "kafka-1"])
+    (tmp_path / "ca.pem").write_bytes(made.ca_pem())
+    (tmp_path / "node.pem").write_bytes(made.node_pem())
     client = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(tmp_path / "node.pem")
