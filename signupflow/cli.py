@@ -166,6 +166,22 @@ def acls(names: tuple[str, ...], command_config: str, apply_them: bool) -> None:
         click.echo(acl.kafka_acls(command_config))
 
 
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", "hosts", multiple=True, required=True,
+              help="A Kafka node's host name (its certificate's names), once per node.")
+@click.option("--kafka-uid", type=int, default=None,
+              help="Owner of the brokers' folder (the apache/kafka image runs as 1000).")
+def secrets(directory: Path, hosts: tuple[str, ...], kafka_uid: int | None) -> None:
+    """Make the docker-compose deployment's secrets under DIRECTORY, a folder per container
+    (TLS, Kafka users, web token); what exists is kept. Prints no secret."""
+    from signupflow.compose_secrets import write
+
+    made = write(directory, hosts, kafka_uid)
+    click.echo(f"{len(made)} secret file(s) made under {directory}" if made
+               else f"every secret under {directory} exists already")
+
+
 # --- workers --------------------------------------------------------------------------------
 
 @main.command()

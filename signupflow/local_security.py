@@ -51,7 +51,7 @@ def user_of(principal: Principal) -> str:
 USERS = (BROKER_USER, *(user_of(p) for p in PRINCIPALS))
 
 
-def _private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` readable by the owner only (also when the file existed)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -59,7 +59,7 @@ def _private(path: Path, data: bytes) -> None:
     path.chmod(0o600)
 
 
-def _private_dir(path: Path) -> Path:
+def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
@@ -98,17 +98,17 @@ class LocalSecurity:
     def prepare(self) -> None:
         """Make what is missing: CA and node certificate, passwords, ``client.env``
         (idempotent: a cluster keeps its users and certificates across restarts)."""
-        _private_dir(self.home)
-        _private_dir(self.tls)
+        private_dir(self.home)
+        private_dir(self.tls)
         if not self.node_keystore.exists():
             made = make_certificates(["127.0.0.1", "localhost"])
-            _private(self.ca_file, made.ca_pem())
-            _private(self.node_keystore, made.node_pem())
-        _private_dir(self.home / "credentials")
+            write_private(self.ca_file, made.ca_pem())
+            write_private(self.node_keystore, made.node_pem())
+        private_dir(self.home / "credentials")
         for user in USERS:
             if not self.password_file(user).exists():
-                _private(self.password_file(user), secrets.token_urlsafe(24).encode())
-        _private(self.home / LOCAL_CLIENT_ENV, self.client_env().encode())
+                write_private(self.password_file(user), secrets.token_urlsafe(24).encode())
+        write_private(self.home / LOCAL_CLIENT_ENV, self.client_env().encode())
 
     def client_env(self) -> str:
         """The settings of every principal, as ``SIGNUPFLOW_*`` variables (no password)."""
