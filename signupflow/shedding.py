@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
+import json
 import math
 import os
 import threading
@@ -191,14 +192,19 @@ def _yield_cpu() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
 
 
-def busy(status: int, message: str, retry_after: float) -> web.Response:
+#: The bodies of the two refusals, encoded once: under a flood they are most answers.
+RATE_LIMITED = json.dumps({"error": "too many signups from this address"}).encode()
+SHED = json.dumps({"error": "too many signups at once; try again shortly"}).encode()
+
+
+def busy(status: int, body: bytes, retry_after: float) -> web.Response:
     """A 429 or 503 answer, with the whole seconds after which to try again."""
-    return web.json_response({"error": message}, status=status,
-                             headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
+    return web.Response(body=body, status=status, content_type="application/json",
+                        headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
 def shed(gate: HashGate) -> web.Response:
-    return busy(503, "too many signups at once; try again shortly", gate.retry_after())
+    return busy(503, SHED, gate.retry_after())
 
 
 def admission(path: str, limiter: RateLimiter, gate: HashGate, trusted: Sequence[Network],
@@ -218,7 +224,7 @@ def admission(path: str, limiter: RateLimiter, gate: HashGate, trusted: Sequence
         wait = limiter.take(client, time.monotonic())
         if wait:
             refused("rate_limited")
-            return busy(429, "too many signups from this address", wait)
+            return busy(429, RATE_LIMITED, wait)
         if gate.full:
             refused("shed")
             return shed(gate)
