@@ -9,6 +9,7 @@ included, and no credential shows anywhere a person or another process could rea
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -24,6 +25,7 @@ from signupflow.kafka_client import ClientSecurity, KafkaAccess, Secret
 from signupflow.local_security import LocalSecurity
 from signupflow.settings import PRINCIPALS, Principal, load_settings
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, all_topics, service_uses
+from tests.integration.browser import dump_dom
 from tests.integration.system import System, finish
 
 WEB_TOKEN = "web-token-for-the-secured-system"
@@ -181,6 +183,26 @@ def test_the_views_need_the_web_token_and_the_probes_do_not(secured: System) -> 
     assert get(secured.url("batch") + "/console/data")[0] == 401
     status, body = get(secured.url("batch") + "/console/data", WEB_TOKEN)
     assert status == 200 and all(s["ready"] for s in json.loads(body)["stages"].values())
+
+
+def test_the_console_reads_with_the_token_and_says_so_without_it(secured: System) -> None:
+    """In headless Chromium: given the token (``#token=``, kept for the tab), the console reads
+    every stage; without it, it asks for it (its form shown) instead of breaking."""
+    url = secured.url("batch") + "/console"
+    budget = "--virtual-time-budget=8000"
+    with_token = dump_dom(f"{url}#token={WEB_TOKEN}", secured.root / "chromium-1", 60, budget)
+    without = dump_dom(url, secured.root / "chromium-2", 60, budget)
+
+    def updated(dom: str) -> str:
+        return re.search(r'<p id="updated">(.*?)</p>', dom, re.S).group(1)  # type: ignore[union-attr]
+
+    assert updated(with_token).startswith("updated"), updated(with_token)
+    assert with_token.count('<section class="stage ') == 3
+    assert "401" not in with_token.split("<script>")[0]  # no stage refused (the console's reads)
+    assert '<form id="token-form" hidden="">' in with_token
+    assert WEB_TOKEN not in with_token  # not in the page, not left in its address
+    assert updated(without).startswith("the web token is missing or wrong"), updated(without)
+    assert '<form id="token-form">' in without  # asked for: the form is shown
 
 
 def test_kill_9_of_a_worker_and_of_a_broker_under_load_loses_nothing(secured: System) -> None:
