@@ -8,18 +8,19 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 import faust
 from faust.types import TransportT
 
-from signupflow import liveness, tracing, transport
+from signupflow import liveness, tracing, transport, web_auth
+from signupflow.kafka_client import KafkaAccess
 from signupflow.outages import Outage, RepeatFilter
 from signupflow.probes import Check, Refresher, broker_check, register_probes
 from signupflow.recovery import TableManager
-from signupflow.settings import Settings, get_settings
+from signupflow.settings import Service, Settings, get_settings
 from signupflow.topics import TopicPolicy, ensure_topics, leader_topic, topic_config
 
 #: How often a worker refreshes the cluster's metadata, at the latest (ms).
@@ -95,6 +96,8 @@ class ServiceApp(faust.App):
 
     signupflow_topics: list[str]
     signupflow_settings: Settings
+    #: the cluster, and how this service connects to it (its own principal)
+    signupflow_kafka: KafkaAccess
     #: The batch writers of ``run_batches``, cancelled if they hold up a shutdown.
     batch_writers: set[asyncio.Task[None]]
     #: What ``/ready`` checks, and what refreshes the state gauges of ``/metrics``.
@@ -125,7 +128,7 @@ class ServiceApp(faust.App):
         s = self.signupflow_settings
         changelogs = {t.changelog_topic.get_topic_name(): topic_config(t.changelog_topic)
                       for t in self.tables.values()}
-        states = await ensure_topics(s.bootstrap_servers, s.partitions,
+        states = await ensure_topics(self.signupflow_kafka, s.partitions,
                                      self.signupflow_topics, configs=changelogs,
                                      policy=TopicPolicy.from_settings(s),
                                      single=[leader_topic(self.conf.id)])
@@ -165,27 +168,36 @@ class ServiceApp(faust.App):
 
 
 def create_app(
-    service: str, settings: Settings | None = None, topics: list[str] | None = None
+    service: Service, settings: Settings | None = None, topics: list[str] | None = None,
+    middlewares: Sequence[Any] = (),
 ) -> ServiceApp:
     """The Faust app of ``service`` (auth, member or batch) with the project's settings.
 
-    ``topics`` are the topics the service reads or writes; they are created at start-up.
+    ``topics`` are the topics the service reads or writes; they are created at start-up if
+    missing (given the right to) and checked.
 
     The app id (``signupflow-<service>`` unless ``SIGNUPFLOW_<SERVICE>_APP_ID`` says otherwise)
     is the Kafka consumer group and the prefix of its internal topics, so each service consumes
-    every event once, independently of the others.
+    every event once, independently of the others. It connects to Kafka as its own principal
+    (``SIGNUPFLOW_KAFKA_<SERVICE>_*``), and refuses to serve its views beyond this machine
+    without a web token. ``middlewares`` (aiohttp's) run on every request, first.
     """
     s = settings or get_settings()
+    web_auth.check_exposure(s)
+    kafka = s.kafka(service)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     app = ServiceApp(
         s.app_ids[service],
         broker=s.kafka_broker,
+        broker_credentials=kafka.security.faust(),
         # Tables live in memory and are rebuilt from their changelog topic at start-up.
         store="memory://",
         datadir=str(s.data_dir / f"faust-{service}"),
         topic_partitions=s.partitions,
         topic_replication_factor=1,
-        topic_allow_declare=True,
+        # on_first_start creates every topic (or, without the right to, checks it): Faust
+        # declaring one itself would need the CREATE permission least privilege withholds.
+        topic_allow_declare=False,
         table_standby_replicas=0,
         producer_acks=-1,
         # Not exactly_once: it lost table updates and crashed on a broker restart here
@@ -207,6 +219,8 @@ def create_app(
         web_host=s.web_advertised_host,
         web_port=s.web_ports[service],
         web_in_thread=False,
+        web_application_options={"middlewares": [*middlewares,
+                                                  web_auth.middleware(s.web_token)]},
         autodiscover=False,
         origin="signupflow",
         Worker=Worker,
@@ -214,6 +228,7 @@ def create_app(
     )
     app.signupflow_topics = list(topics or [])
     app.signupflow_settings = s
+    app.signupflow_kafka = kafka
     app.batch_writers = set()
     app.ready_checks = [broker_check(s.bootstrap_servers, Outage(f"{service}: broker",
                                                                  down="unreachable"))]

@@ -32,11 +32,14 @@ Each phase of the Faust workers starts once every earlier event is stored and su
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import platform
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -46,14 +49,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from signupflow import broker, peers
-from signupflow.client import post_signups
+from signupflow.client import post_signup, post_signups
 from signupflow.db import create_schema, make_engine
 from signupflow.domain.fake import fake_signups
 from signupflow.domain.signup import profile_event, validate_signup
-from signupflow.kafka_client import durable_producer
+from signupflow.kafka_client import KafkaAccess, consumer, durable_producer
 from signupflow.peers import missing_peers, partner_messages, split
 from signupflow.settings import SERVICES
 from signupflow.storage.member import save_profiles
@@ -71,6 +75,11 @@ class Env:
     env: dict[str, str]
     partitions: int
     readers: dict[str, sqlite3.Connection] = field(default_factory=dict)
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        """The bench's own broker: private, on loopback, PLAINTEXT."""
+        return KafkaAccess(self.bootstrap)
     #: Events sent to the workers' profile-insert topic so far, and the partners among them:
     #: what :func:`settle` waits for.
     sent: int = 0
@@ -131,15 +140,15 @@ def restamp(value: bytes) -> bytes:
     return orjson.dumps(data)
 
 
-def producer(bootstrap: str) -> AIOKafkaProducer:
+def producer(kafka: KafkaAccess) -> AIOKafkaProducer:
     """The producer settings every phase uses: durable (acks=all, idempotent) and batched."""
-    return durable_producer(bootstrap, max_batch_size=256 * 1024)
+    return durable_producer(kafka, max_batch_size=256 * 1024)
 
 
-async def produce(bootstrap: str, topic: str, events: Events, rate: float | None = None,
+async def produce(kafka: KafkaAccess, topic: str, events: Events, rate: float | None = None,
                   stamp: bool = False) -> float:
     """Send all events (paced at ``rate``/s if given); returns seconds until all were acked."""
-    prod = producer(bootstrap)
+    prod = producer(kafka)
     await prod.start()
     try:
         start = time.perf_counter()
@@ -156,10 +165,10 @@ async def produce(bootstrap: str, topic: str, events: Events, rate: float | None
         await prod.stop()
 
 
-async def consumer_at_start(bootstrap: str, topic: str, group: str | None) -> AIOKafkaConsumer:
-    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                            enable_auto_commit=False, auto_offset_reset="earliest",
-                            max_partition_fetch_bytes=4 * 1024 * 1024)
+async def consumer_at_start(kafka: KafkaAccess, topic: str, group: str | None
+                            ) -> AIOKafkaConsumer:
+    cons = consumer(kafka, group_id=group, enable_auto_commit=False,
+                    auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
     await cons.start()
     cons.assign(await topic_partitions(cons, topic))
     await cons.seek_to_beginning()
@@ -175,10 +184,10 @@ async def drain_while_producing(
     """Produce ``events`` to ``topic`` while a consumer reading it from the start hands each
     fetched batch to ``on_batch(consumer, records)``, until every event was seen. Returns the
     seconds it all took and the seconds producing took."""
-    cons = await consumer_at_start(env.bootstrap, topic, group)
+    cons = await consumer_at_start(env.kafka, topic, group)
     try:
         start = time.perf_counter()
-        sending = asyncio.create_task(produce(env.bootstrap, topic, events))
+        sending = asyncio.create_task(produce(env.kafka, topic, events))
         seen = 0
         while seen < len(events):
             batch = await cons.getmany(timeout_ms=wait_ms, max_records=max_records)
@@ -194,7 +203,7 @@ async def drain_while_producing(
 
 async def ceiling(env: Env, events: Events) -> dict[str, float]:
     topic = "bench-ceiling"
-    await ensure_topics(env.bootstrap, env.partitions, [topic])
+    await ensure_topics(env.kafka, env.partitions, [topic])
 
     async def nothing(_cons: Any, _records: list[Any]) -> None:
         return None
@@ -209,10 +218,10 @@ async def ceiling(env: Env, events: Events) -> dict[str, float]:
 async def baseline(env: Env, events: Events) -> dict[str, float]:
     """A plain aiokafka consumer with the member stage's work and guarantees."""
     source, target = "bench-baseline-profile-insert", "bench-baseline-partner-created"
-    await ensure_topics(env.bootstrap, env.partitions, [source, target, dlq_topic(source)])
+    await ensure_topics(env.kafka, env.partitions, [source, target, dlq_topic(source)])
     engine = make_engine(f"sqlite+aiosqlite:///{env.root / 'baseline-member.db'}")
     await create_schema(engine, "member")
-    prod = producer(env.bootstrap)
+    prod = producer(env.kafka)
     await prod.start()
 
     async def member_stage(cons: Any, records: list[Any]) -> None:
@@ -264,7 +273,7 @@ async def wait_for(predicate: Callable[[], bool], seconds: float, what: str,
 async def send(env: Env, events: Events, rate: float | None = None, stamp: bool = False) -> None:
     """``events`` to the workers' profile-insert topic, counted for :func:`settle`."""
     env.count_sent(events)
-    await produce(env.bootstrap, PROFILE_INSERT, events, rate, stamp)
+    await produce(env.kafka, PROFILE_INSERT, events, rate, stamp)
 
 
 async def settle(env: Env, summarised: bool = True, seconds: float = 600) -> None:
@@ -282,7 +291,7 @@ async def stored(env: Env, events: Events, service: str = "member", topic: str =
     if topic == PROFILE_INSERT:
         env.count_sent(events)
     start = time.perf_counter()
-    sending = asyncio.create_task(produce(env.bootstrap, topic, events))
+    sending = asyncio.create_task(produce(env.kafka, topic, events))
     done = await wait_for(lambda: profiles(env, service) >= base + len(events), 600,
                           f"all profiles ({service})", procs)
     await sending
@@ -295,11 +304,11 @@ async def peer(env: Env, name: str, events: Events) -> dict[str, float]:
     """A :mod:`signupflow.peers` process on topics and a database of its own: warmed up by one
     event (it has joined its group), then measured like the member worker alone."""
     source, target = f"bench-{name}-profile-insert", f"bench-{name}-partner-created"
-    await ensure_topics(env.bootstrap, env.partitions, [source, target, dlq_topic(source)])
+    await ensure_topics(env.kafka, env.partitions, [source, target, dlq_topic(source)])
     proc = start_process(peers.command(name, env.bootstrap, source, target, f"bench-{name}",
                                        env.db(name)), env.log(name), env.env)
     try:
-        await produce(env.bootstrap, source, make_events(1, seed=96))
+        await produce(env.kafka, source, make_events(1, seed=96))
         await wait_for(lambda: profiles(env, name) >= 1, 120, f"{name} warm-up", [proc])
         start, done = await stored(env, events, name, source, [proc])
     finally:
@@ -397,6 +406,68 @@ async def http(env: Env, count: int, concurrency: int) -> dict[str, float]:
     return {"http_signups_per_s": count / elapsed, "http_concurrency": concurrency}
 
 
+async def duplicates(env: Env, count: int = 20) -> dict[str, float]:
+    """Does a 409 tell an email is taken sooner than a 201 tells it was free? ``count`` new
+    signups one after another, then the same again (each a 409): the medians of both."""
+    bodies = fake_signups(count, 0.3, seed=13, run="duplicates")
+    seconds: dict[int, list[float]] = {201: [], 409: []}
+    async with aiohttp.ClientSession() as session:
+        for body in [*bodies, *bodies]:
+            start = time.perf_counter()
+            outcome = await post_signup(session, env.url("auth") + "/signup", body)
+            seconds.setdefault(outcome.status, []).append(time.perf_counter() - start)
+    if len(seconds[201]) != count or len(seconds[409]) != count:
+        raise RuntimeError(f"benchmark: duplicates phase answered {sorted(seconds)}")
+    env.sent += count
+    env.partners += sum(1 for b in bodies if b["role"] == "PARTNER")
+    created, duplicate = statistics.median(seconds[201]), statistics.median(seconds[409])
+    return {"created_ms_p50": created * 1000, "duplicate_ms_p50": duplicate * 1000,
+            "duplicate_vs_created": duplicate / created}
+
+
+async def health_seconds(url: str, stop: asyncio.Event) -> list[float]:
+    """``GET url`` every 100 ms until ``stop``: each answer's seconds (no answer: 10 s)."""
+    seconds: list[float] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                async with session.get(url) as resp:
+                    await resp.read()
+                seconds.append(time.perf_counter() - start)
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                seconds.append(10.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+    return seconds
+
+
+async def flood_phase(env: Env, clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` clients posting signups in a loop for ``seconds`` (signupflow.flood, a
+    process of its own) against the auth worker, as limited as in production (per-client
+    limit, each client its own address behind a trusted proxy): its answers by status, the
+    latency of the 201s, and auth's ``/health`` meanwhile."""
+    stop = asyncio.Event()
+    watching = asyncio.create_task(health_seconds(env.url("auth") + "/health", stop))
+    run = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "signupflow.flood", env.url("auth"),
+                         str(clients), str(seconds)],
+        capture_output=True, text=True, timeout=seconds + 300, env=env.env)
+    stop.set()
+    health = await watching
+    if run.returncode != 0:
+        raise RuntimeError(f"benchmark: the flood failed: {run.stderr[-2000:]}")
+    summary = json.loads(run.stdout)
+    env.sent += summary["created"]  # they flow downstream like every other signup
+    env.partners += summary["created_partners"]
+    h = percentiles(health)
+    return {"flood_clients": clients, "flood_seconds": seconds,
+            "flood_answers": summary["answers"],
+            "flood_created_ms_p50": summary["created_p50_ms"],
+            "flood_created_ms_p99": summary["created_p99_ms"],
+            "flood_health_ms_p50": h["p50"] * 1000, "flood_health_ms_p99": h["p99"] * 1000}
+
+
 def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines()
@@ -449,6 +520,9 @@ def start_env(root: Path, partitions: int) -> Env:
     env = {**os.environ, "SIGNUPFLOW_DATA_DIR": str(root / "data"),
            "SIGNUPFLOW_BROKER_PORT": str(status.port), "SIGNUPFLOW_PARTITIONS": str(partitions),
            "SIGNUPFLOW_LOG_LEVEL": "warn",
+           # the http phase measures hashing from one address: no per-address limit there
+           # (the flood phase restores it)
+           "SIGNUPFLOW_SIGNUP_RATE": "0",
            **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in ports.items()}}
     env.pop("SIGNUPFLOW_KAFKA_BROKER", None)
     for name in ("SIGNUPFLOW_AUTH_DATABASE_URL", "SIGNUPFLOW_MEMBER_DATABASE_URL",
@@ -491,14 +565,15 @@ def stop(procs: dict[str, subprocess.Popen[bytes]], *names: str) -> None:
 
 
 async def run(signups: int, rate: float, http_signups: int, concurrency: int, partitions: int,
-              progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+              progress: Callable[[str], None] = lambda _: None, flood_clients: int = 400,
+              flood_seconds: float = 30) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="signupflow-bench-") as tmp:
         root = Path(tmp)
         env = await asyncio.to_thread(start_env, root, partitions)  # blocking start-up
         procs: dict[str, subprocess.Popen[bytes]] = {}
         results: dict[str, Any] = {"signups": signups, "partitions": partitions, "skipped": []}
         try:
-            await ensure_topics(env.bootstrap, partitions,
+            await ensure_topics(env.kafka, partitions,
                                 [PROFILE_INSERT, PARTNER_CREATED, *map(dlq_topic, (
                                     PROFILE_INSERT, PARTNER_CREATED))])
             # built up front, so that no phase's clock (or CPU) includes building the next's;
@@ -539,6 +614,16 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
             results.update(await latency(env, lat_events, rate))
             progress(f"http ({http_signups} signups, {concurrency} clients)")
             results.update(await http(env, http_signups, concurrency))
+            progress("duplicates (does a 409 come sooner than a 201?)")
+            results.update(await duplicates(env))
+            await settle(env)
+            progress(f"flood ({flood_clients} clients for {flood_seconds:.0f} s, each its own "
+                     "address, limited as in production)")
+            stop(procs, "auth")
+            procs.update(await asyncio.to_thread(
+                start_workers, env, ("auth",), SIGNUPFLOW_SIGNUP_RATE="",
+                SIGNUPFLOW_TRUSTED_PROXIES="127.0.0.1"))
+            results.update(await flood_phase(env, flood_clients, flood_seconds))
             await settle(env)
             if partitions >= 2:
                 progress("pipeline with 2 member workers")
@@ -611,6 +696,12 @@ def render(r: dict[str, Any]) -> str:
         f"   = {times(r['tracing_on_vs_off'], 'tracing off')}",
         f"  http      POST /signup                  {per_s(r['http_signups_per_s'])}"
         f"   ({r['http_concurrency']} clients, scrypt-bound)",
+        f"  409 vs 201  a taken email answered in {r['duplicate_ms_p50']:.1f} ms, a new one in "
+        f"{r['created_ms_p50']:.1f} ms (median) = {r['duplicate_vs_created']:.2f} x",
+        f"  flood     {r['flood_clients']} clients, {r['flood_seconds']:.0f} s: answers "
+        + ", ".join(f"{n:,} x {status}" for status, n in sorted(r["flood_answers"].items()))
+        + f"; 201s p50 {r['flood_created_ms_p50']} ms p99 {r['flood_created_ms_p99']} ms; "
+        f"/health p99 {r['flood_health_ms_p99']:.0f} ms",
         f"  latency at {r['latency_rate_per_s']:.0f}/s  accepted -> profile  "
         f"p50 {r['latency_ms_p50']:.1f} ms  p95 {r['latency_ms_p95']:.1f} ms  "
         f"p99 {r['latency_ms_p99']:.1f} ms",

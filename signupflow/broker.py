@@ -25,6 +25,10 @@ from functools import partial
 from importlib import resources
 from pathlib import Path
 
+from signupflow.kafka_client import KafkaAccess
+from signupflow.local_security import ADMIN_USER, LocalSecurity, user_of
+from signupflow.settings import Principal
+
 KAFKA_VERSION = "4.1.1"
 
 
@@ -75,6 +79,14 @@ class BrokerStatus:
     def bootstrap(self) -> str:
         """``host:port,...`` of every node, for plain Kafka clients."""
         return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes if n.port)
+
+    def access(self, principal: Principal) -> KafkaAccess:
+        """How ``principal`` connects to this cluster: as its local user when the cluster is
+        secured, else PLAINTEXT."""
+        local = LocalSecurity(self.home)
+        if local.enabled:
+            return local.access(self.bootstrap, user_of(principal))
+        return KafkaAccess(self.bootstrap)
 
     @property
     def kafka_url(self) -> str:
@@ -186,41 +198,45 @@ def status(home: Path) -> BrokerStatus:
                                     for i in range(1, node_count(home) + 1)))
 
 
-def _config(folder: Path, node_id: int, port: int, controllers: dict[int, int]) -> str:
+def _config(folder: Path, node_id: int, port: int, controllers: dict[int, int],
+            security: LocalSecurity | None = None) -> str:
+    """A node's ``server.properties``; ``security``: SASL_SSL and ACLs instead of PLAINTEXT."""
     from signupflow.topics import TopicPolicy
 
     # the broker's own topics get signupflow's default replication for this cluster size
     factor, min_isr = TopicPolicy().resolve(len(controllers))
     voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in sorted(controllers.items()))
-    return "\n".join([
-        "process.roles=broker,controller",
-        f"node.id={node_id}",
-        f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controllers[node_id]}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={folder / 'data'}",
+    config = {
+        "process.roles": "broker,controller",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controllers[node_id]}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(folder / "data"),
         # Topics are created explicitly with the right partition counts (see topics.py):
         # an auto-created topic with another count makes a Faust agent crash-loop.
-        "auto.create.topics.enable=false",
+        "auto.create.topics.enable": "false",
         # The broker's own topics (consumer offsets, ...) replicated like signupflow's.
-        f"default.replication.factor={factor}",
-        f"min.insync.replicas={min_isr}",
-        "unclean.leader.election.enable=false",
-        f"offsets.topic.replication.factor={factor}",
-        "offsets.topic.num.partitions=10",
-        f"transaction.state.log.replication.factor={factor}",
-        f"transaction.state.log.min.isr={min_isr}",
-        "transaction.state.log.num.partitions=10",
-        f"share.coordinator.state.topic.replication.factor={factor}",
-        f"share.coordinator.state.topic.min.isr={min_isr}",
-        "group.initial.rebalance.delay.ms=0",
-        "group.min.session.timeout.ms=1000",
-        "log.flush.interval.messages=9223372036854775807",
-        "",
-    ])
+        "default.replication.factor": str(factor),
+        "min.insync.replicas": str(min_isr),
+        "unclean.leader.election.enable": "false",
+        "offsets.topic.replication.factor": str(factor),
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": str(factor),
+        "transaction.state.log.min.isr": str(min_isr),
+        "transaction.state.log.num.partitions": "10",
+        "share.coordinator.state.topic.replication.factor": str(factor),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
+        "group.initial.rebalance.delay.ms": "0",
+        "group.min.session.timeout.ms": "1000",
+        "log.flush.interval.messages": "9223372036854775807",
+    }
+    if security is not None:
+        config.update(security.server_config(port, controllers[node_id]))
+    return "".join(f"{key}={value}\n" for key, value in config.items())
 
 
 def _previous_ports(config: Path) -> tuple[int | None, int | None]:
@@ -231,10 +247,10 @@ def _previous_ports(config: Path) -> tuple[int | None, int | None]:
             if line.startswith("listeners="):
                 for listener in line.split("=", 1)[1].split(","):
                     name, _, address = listener.partition("://")
-                    if name == "PLAINTEXT":
-                        broker = int(address.rsplit(":", 1)[1])
-                    elif name == "CONTROLLER":
+                    if name == "CONTROLLER":
                         controller = int(address.rsplit(":", 1)[1])
+                    else:  # PLAINTEXT, or SASL_SSL on a secured cluster
+                        broker = int(address.rsplit(":", 1)[1])
     return broker, controller
 
 
@@ -249,24 +265,38 @@ def _cluster_id(home: Path, nodes: int) -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _format_storage(java: str, lib: Path, folder: Path, config: Path, cluster_id: str) -> None:
+def _format_storage(java: str, lib: Path, folder: Path, config: Path, cluster_id: str,
+                    security: LocalSecurity | None = None) -> None:
+    """Format a node's storage once; a secured cluster's SCRAM users are created with it.
+
+    The arguments go through a Java argument file (``java @file``, private, deleted after):
+    they hold the users' passwords, which must not show in ``ps``.
+    """
     if (folder / "data" / "meta.properties").exists():
         return
-    proc = subprocess.run(
-        [java, "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format",
-         f"--cluster-id={cluster_id}", "-c", str(config)],  # ids may start with "-"
-        capture_output=True, text=True,
-    )
+    # an argument file expands no class path wildcard: the jars are listed
+    classpath = ":".join(str(jar) for jar in sorted(lib.glob("*.jar")))
+    arguments = ["-cp", classpath, "kafka.tools.StorageTool", "format",
+                 f"--cluster-id={cluster_id}", "-c", str(config),  # ids may start with "-"
+                 *(security.scram_arguments() if security else [])]
+    argfile = folder / "format.args"
+    fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(f'"{a}"' for a in arguments) + "\n")
+    try:
+        proc = subprocess.run([java, f"@{argfile}"], capture_output=True, text=True)
+    finally:
+        argfile.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise BrokerError(f"formatting the KRaft storage failed:\n{proc.stdout}{proc.stderr}")
 
 
-async def _brokers_seen(bootstrap: str) -> int:
-    """How many brokers the cluster's metadata lists, asked through ``bootstrap`` (0: no
+async def _brokers_seen(kafka: KafkaAccess) -> int:
+    """How many brokers the cluster's metadata lists, asked through ``kafka`` (0: no
     answer)."""
     from aiokafka.client import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    client = AIOKafkaClient(**kafka.options(request_timeout_ms=3000))
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()
@@ -278,15 +308,18 @@ async def _brokers_seen(bootstrap: str) -> int:
 
 
 def wait_ready(port: int, timeout: float, alive: Callable[[], bool], log: Path,
-               brokers: int = 1) -> None:
+               brokers: int = 1, security: LocalSecurity | None = None) -> None:
     """Block until the broker at ``port`` answers a metadata request listing ``brokers``
-    brokers (every node of the cluster registered), or raise."""
+    brokers (every node of the cluster registered), or raise. A secured cluster is asked by
+    its admin user."""
     deadline = time.monotonic() + timeout
+    address = f"127.0.0.1:{port}"
+    kafka = security.access(address, ADMIN_USER) if security else KafkaAccess(address)
     while time.monotonic() < deadline:
         if not alive():
             tail = "\n".join(log.read_text().splitlines()[-30:]) if log.exists() else ""
             raise BrokerError(f"the broker process exited during start-up:\n{tail}")
-        if port_open(port) and asyncio.run(_brokers_seen(f"127.0.0.1:{port}")) >= brokers:
+        if port_open(port) and asyncio.run(_brokers_seen(kafka)) >= brokers:
             return
         time.sleep(0.3)
     raise BrokerError(f"the broker on 127.0.0.1:{port} did not answer (with {brokers} "
@@ -336,10 +369,15 @@ def _alive(proc: subprocess.Popen[bytes]) -> bool:
     return proc.poll() is None
 
 
-def start(home: Path, port: int = 9092, nodes: int = 1, timeout: float = 90.0) -> BrokerStatus:
+def start(home: Path, port: int = 9092, nodes: int = 1, timeout: float = 90.0,
+          secure: bool | None = None) -> BrokerStatus:
     """Start a local KRaft cluster of ``nodes`` in ``home``, the first node on ``port`` (0
     picks a free one). Idempotent: nodes already running are left alone, stopped ones (say,
-    after a kill -9) are started again with their earlier ports and data."""
+    after a kill -9) are started again with their earlier ports and data.
+
+    ``secure``: SASL_SSL with SCRAM users and ACLs (:mod:`signupflow.local_security`); None
+    keeps what the home was started with (PLAINTEXT for a new one).
+    """
     home = home.resolve()
     if nodes < 1:
         raise BrokerError(f"a cluster needs at least 1 node, got {nodes}")
@@ -348,16 +386,27 @@ def start(home: Path, port: int = 9092, nodes: int = 1, timeout: float = 90.0) -
         raise BrokerError(
             f"the broker home {home} holds a cluster of {node_count(home)} node(s), not "
             f"{nodes}: stop it and remove that folder, or use another SIGNUPFLOW_BROKER_HOME")
+    local = LocalSecurity(home)
+    was_secure = local.enabled
+    if formatted and secure is not None and secure != was_secure:
+        kind = "a secured" if was_secure else "an unsecured (PLAINTEXT)"
+        raise BrokerError(
+            f"the broker home {home} holds {kind} cluster: stop it and remove that folder to "
+            f"start it {'with' if secure else 'without'} --secure, or use another "
+            "SIGNUPFLOW_BROKER_HOME")
+    security = local if (secure if secure is not None else was_secure) else None
     current = status(home) if formatted else None
     if current is not None and current.running:
         first = current.nodes[0]
         pid = first.pid or 0
         wait_ready(first.port or 0, timeout, lambda: _is_our_broker(pid),
-                   first.home / "broker.log", nodes)
+                   first.home / "broker.log", nodes, security)
         return current
     java = _require("java", "install a Java 17+ runtime")
     lib = fetch_jars()
     home.mkdir(parents=True, exist_ok=True)
+    if security is not None:
+        security.prepare()
     (home / "broker.nodes").write_text(str(nodes))
     ports = _choose_ports(home, port, nodes)
     controllers = {i: c for i, (_, c) in ports.items()}
@@ -369,13 +418,16 @@ def start(home: Path, port: int = 9092, nodes: int = 1, timeout: float = 90.0) -
             continue
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "server.properties"
-        config.write_text(_config(folder, i, broker_port, controllers))
-        _format_storage(java, lib, folder, config, cluster_id)
+        # private: a secured node's file holds its inter-broker password
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(_config(folder, i, broker_port, controllers, security))
+        _format_storage(java, lib, folder, config, cluster_id, security)
         started.append((i, _launch(java, lib, folder, broker_port)))
     try:
         for i, proc in started:
             wait_ready(ports[i][0], timeout, partial(_alive, proc),
-                       node_home(home, i) / "broker.log", nodes)
+                       node_home(home, i) / "broker.log", nodes, security)
     except BrokerError:
         stop(home)
         raise

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -35,21 +36,34 @@ def broker() -> None:
     """The local Apache Kafka cluster: one node, or --nodes N (no Docker needed)."""
 
 
-def start_broker_with_topics(port: int, nodes: int) -> local_broker.BrokerStatus:
-    """Start the local cluster (idempotent) and create the topics, or exit with the reason."""
+def start_broker_with_topics(port: int, nodes: int,
+                             secure: bool | None = None) -> local_broker.BrokerStatus:
+    """Start the local cluster (idempotent), grant the ACLs of a secured one (as its admin)
+    and create the topics (as the operator), or exit with the reason."""
+    from signupflow.local_security import LocalSecurity, grant_acls
+
     s = get_settings()
     try:
-        status = local_broker.start(s.broker_home, port, nodes)
-        asyncio.run(ensure_every_topic(status.bootstrap, s))
-    except (local_broker.BrokerError, RuntimeError) as exc:
+        status = local_broker.start(s.broker_home, port, nodes, secure=secure)
+        local = LocalSecurity(status.home)
+        if local.enabled:
+            asyncio.run(grant_acls(local, status.bootstrap, s))
+        asyncio.run(ensure_every_topic(status.access("operator"), s))
+    except (local_broker.BrokerError, RuntimeError, ValueError) as exc:
         fail(str(exc))
     click.echo(f"broker {status.describe()}")
+    if local.enabled:
+        click.echo(f"secured: SASL_SSL (SCRAM-SHA-512), ACLs per principal; clients' settings "
+                   f"in {status.home / 'client.env'}")
     return status
 
 
 NODES = click.option("--nodes", type=click.IntRange(1, 9), default=None,
                      help="Kafka nodes (brokers + controllers) of the local cluster; default: "
                           "as the broker home was started before, else 1.")
+SECURE = click.option("--secure/--no-secure", default=None,
+                      help="TLS, SCRAM users and ACLs, as managed Kafka runs (default: as the "
+                           "broker home was started before, else --no-secure).")
 
 
 def nodes_or_default(nodes: int | None) -> int:
@@ -62,11 +76,12 @@ def nodes_or_default(nodes: int | None) -> int:
               help="First node's port on 127.0.0.1 (default SIGNUPFLOW_BROKER_PORT or 9092; "
                    "0 = any free).")
 @NODES
-def broker_start(port: int | None, nodes: int | None) -> None:
+@SECURE
+def broker_start(port: int | None, nodes: int | None, secure: bool | None) -> None:
     """Fetch Kafka (first time), start the cluster, create the topics. Safe to run twice;
     starts nodes that died again."""
     start_broker_with_topics(get_settings().broker_port if port is None else port,
-                             nodes_or_default(nodes))
+                             nodes_or_default(nodes), secure)
 
 
 @broker.command("stop")
@@ -84,7 +99,7 @@ def broker_status() -> None:
     click.echo(f"broker {status.describe()}")
     if any(n.running for n in status.nodes):
         try:
-            rows = asyncio.run(describe_partitions(status.bootstrap))
+            rows = asyncio.run(describe_partitions(status.access("reader")))
         except Exception as exc:
             click.echo(f"partitions: cannot describe them ({exc})")
         else:
@@ -107,12 +122,65 @@ def topics() -> None:
     with another partition count or fewer replicas."""
     s = get_settings()
     try:
-        states = asyncio.run(ensure_every_topic(s.bootstrap_servers, s))
+        kafka = s.kafka("operator")
+        states = asyncio.run(ensure_every_topic(kafka, s))
     except Exception as exc:
         fail(f"topics on {s.bootstrap_servers}: {exc}")
     click.echo("topics ready: name, partitions, replicas, min.insync.replicas")
     for t in states:
         click.echo(f"  {t.name}: {t.partitions}, {t.replicas}, {t.min_insync_replicas}")
+
+
+@main.command()
+@click.option("--principal", "-p", "names", multiple=True, metavar="ROLE=PRINCIPAL",
+              help="Kafka's name of a role, e.g. member=User:CN=member.example (default: "
+                   "User:$SIGNUPFLOW_KAFKA_<ROLE>_USERNAME, else User:signupflow-<role>).")
+@click.option("--command-config", default="admin.properties", show_default=True,
+              help="The admin client properties kafka-acls.sh is given.")
+@click.option("--apply", "apply_them", is_flag=True,
+              help="Create them on SIGNUPFLOW_KAFKA_BROKER as the admin role instead "
+                   "(SIGNUPFLOW_KAFKA_ADMIN_*; idempotent).")
+def acls(names: tuple[str, ...], command_config: str, apply_them: bool) -> None:
+    """Print the ACLs of least privilege as kafka-acls.sh commands, for a cluster of your own
+    (`broker start --secure` applies them to the local one), or apply them."""
+    from signupflow.acls import apply, plan
+    from signupflow.settings import PRINCIPALS, Principal
+
+    s = get_settings()
+    principals = {p: f"User:{s.kafka_security.clients[p].username or f'signupflow-{p}'}"
+                  for p in PRINCIPALS}
+    for given in names:
+        role, _, name = given.partition("=")
+        if role not in principals or not name:
+            fail(f"--principal {given!r}: expected ROLE=PRINCIPAL, ROLE one of "
+                 f"{', '.join(PRINCIPALS)}")
+        principals[cast(Principal, role)] = name
+    grants = plan(s, principals)
+    if apply_them:
+        try:
+            count = asyncio.run(apply(s.kafka("admin"), grants))
+        except Exception as exc:
+            fail(f"applying the ACLs on {s.bootstrap_servers}: {exc}")
+        click.echo(f"{count} ACLs in place on {s.bootstrap_servers}")
+        return
+    for acl in grants:
+        click.echo(acl.kafka_acls(command_config))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", "hosts", multiple=True, required=True,
+              help="A Kafka node's host name (its certificate's names), once per node.")
+@click.option("--kafka-uid", type=int, default=None,
+              help="Owner of the brokers' folder (the apache/kafka image runs as 1000).")
+def secrets(directory: Path, hosts: tuple[str, ...], kafka_uid: int | None) -> None:
+    """Make the docker-compose deployment's secrets under DIRECTORY, a folder per container
+    (TLS, Kafka users, web token); what exists is kept. Prints no secret."""
+    from signupflow.compose_secrets import write
+
+    made = write(directory, hosts, kafka_uid)
+    click.echo(f"{len(made)} secret file(s) made under {directory}" if made
+               else f"every secret under {directory} exists already")
 
 
 # --- workers --------------------------------------------------------------------------------
@@ -131,19 +199,30 @@ def worker(service: str, loglevel: str | None) -> None:
 @main.command()
 @click.option("--detach", is_flag=True, help="Start everything and return.")
 @NODES
-def up(detach: bool, nodes: int | None) -> None:
+@SECURE
+def up(detach: bool, nodes: int | None, secure: bool | None) -> None:
     """Run the whole system: broker + auth, member, batch workers (with their web views)."""
-    from signupflow.supervisor import start_worker, stop_process, supervise, wait_http
+    from signupflow.settings import LOCAL_CLIENT_ENV, read_env_file
+    from signupflow.supervisor import (
+        start_worker,
+        stop_process,
+        supervise,
+        wait_http,
+        worker_env,
+    )
 
     s = get_settings()
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
-    cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes))
-    # every node as bootstrap: a worker (re)starting while one node is down still connects
-    env = {**os.environ, "SIGNUPFLOW_KAFKA_BROKER": cluster.kafka_url}
+    cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes), secure)
+    # every node as bootstrap: a worker (re)starting while one node is down still connects;
+    # on a secured cluster, each worker gets its own principal's settings and no other's
+    env = {**read_env_file(cluster.home / LOCAL_CLIENT_ENV), **os.environ,
+           "SIGNUPFLOW_KAFKA_BROKER": cluster.kafka_url}
     logs = s.data_dir / "log"
 
     def start(service: str) -> subprocess.Popen[bytes]:
-        proc = start_worker(service, logs / f"{service}.log", env, log_level=s.log_level)
+        proc = start_worker(service, logs / f"{service}.log", worker_env(service, env),
+                            log_level=s.log_level)
         (s.data_dir / f"{service}.pid").write_text(str(proc.pid))
         return proc
 
@@ -247,11 +326,12 @@ def tables(url: str | None, limit: int, after: str, search: str, as_json: bool) 
     entries), one page at a time."""
     import urllib.parse
 
+    from signupflow.web_auth import get_json
+
     query = urllib.parse.urlencode({"limit": limit, "after": after, "q": search})
     url = f"{(url or get_settings().web_url('batch')).rstrip('/')}/partners/?{query}"
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            data = json.load(resp)
+        data = get_json(url, get_settings().web_token)
     except OSError as exc:
         fail(f"cannot read {url}: {exc}")
     if as_json:
@@ -285,7 +365,7 @@ def dlq_show(topic: str, as_json: bool) -> None:
 
     s = get_settings()
     try:
-        letters = asyncio.run(dead_letters.show(s.bootstrap_servers, topic))
+        letters = asyncio.run(dead_letters.show(s.kafka("reader"), topic))
     except Exception as exc:
         fail(f"cannot read {topic}.dlq on {s.bootstrap_servers}: {exc}")
     for partition, offset, letter in letters:
@@ -311,7 +391,7 @@ def dlq_replay(topic: str) -> None:
 
     s = get_settings()
     try:
-        count = asyncio.run(dead_letters.replay(s.bootstrap_servers, topic))
+        count = asyncio.run(dead_letters.replay(s.kafka("operator"), topic))
     except Exception as exc:
         fail(f"cannot replay {topic}.dlq on {s.bootstrap_servers}: {exc}")
     click.echo(f"replayed {count} dead letter(s) to {topic}")
@@ -371,11 +451,14 @@ def trace(who: str, as_json: bool) -> None:
 @click.option("--http-signups", type=click.IntRange(10, 100_000), default=300,
               show_default=True, help="Signups through POST /signup (scrypt-bound).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--flood-clients", type=click.IntRange(1, 5000), default=400, show_default=True,
+              help="Clients of the flood phase, each posting signups in a loop.")
+@click.option("--flood-seconds", type=click.FloatRange(1, 3600), default=30, show_default=True)
 @click.option("--partitions", type=click.IntRange(1, 64), default=None,
               help="Partitions per topic (default: SIGNUPFLOW_PARTITIONS).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(signups: int, rate: float, http_signups: int, concurrency: int,
-          partitions: int | None, as_json: bool) -> None:
+def bench(signups: int, rate: float, http_signups: int, concurrency: int, flood_clients: int,
+          flood_seconds: float, partitions: int | None, as_json: bool) -> None:
     """Measure throughput and latency against a raw-client ceiling and a hand-written
     baseline, on a private broker started for the run."""
     from signupflow.bench import render, run
@@ -385,10 +468,74 @@ def bench(signups: int, rate: float, http_signups: int, concurrency: int,
 
     try:
         results = asyncio.run(run(signups, rate, http_signups, concurrency,
-                                  partitions or get_settings().partitions, progress))
+                                  partitions or get_settings().partitions, progress,
+                                  flood_clients, flood_seconds))
     except (local_broker.BrokerError, RuntimeError, TimeoutError) as exc:
         fail(str(exc))
     click.echo(json.dumps(results) if as_json else render(results))
+
+
+# --- event contracts ------------------------------------------------------------------------
+
+@main.group()
+def schemas() -> None:
+    """Event contracts: the topics' JSON Schemas and the AsyncAPI document (README, Event
+    contracts)."""
+
+
+CHECK = click.option("--check", is_flag=True,
+                     help="Write nothing; exit 1 if the committed files are not up to date.")
+
+
+@schemas.command("export")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("schemas"), show_default=True, help="Where the schemas are kept.")
+@CHECK
+def schemas_export(directory: Path, check: bool) -> None:
+    """Write each topic's JSON Schema, generated from the Records, to DIR/<topic>/v<N>.json.
+
+    Refuses (exit 1, naming topic, field and rule) while today's Records break the committed
+    version they keep to: a deliberate break needs a new version."""
+    from signupflow.contracts import files
+
+    if check:
+        problems = [*files.gate(directory), *(f"{directory / name}: stale, run `signupflow "
+                                              "schemas export`" for name in files.stale(directory))]
+        _problems_or(problems, f"{directory}: up to date")
+        return
+    try:
+        changed = files.export(directory)
+    except files.ContractBroken as exc:
+        _problems_or(exc.problems, "")
+    click.echo("\n".join(f"wrote {directory / name}" for name in changed)
+               or f"{directory}: up to date")
+
+
+def _problems_or(problems: list[str], fine: str) -> None:
+    """Exit 1 listing ``problems``; or say ``fine``."""
+    if problems:
+        click.secho("\n".join(problems), fg="red", err=True)
+        sys.exit(1)
+    click.echo(fine)
+
+
+@schemas.command("asyncapi")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/asyncapi.yaml"), show_default=True)
+@CHECK
+def schemas_asyncapi(output: Path, check: bool) -> None:
+    """Write the AsyncAPI 3.0 document of the services, their channels and messages."""
+    from signupflow.contracts.asyncapi import document, render
+
+    text = render(document())
+    if check:
+        fresh = output.exists() and output.read_text(encoding="utf-8") == text
+        _problems_or([] if fresh else [f"{output}: stale, run `signupflow schemas asyncapi`"],
+                     f"{output}: up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client.parser import text_string_to_metric_families
 
+from signupflow.kafka_client import Secret
 from signupflow.settings import SERVICES, Settings
+from signupflow.web_auth import authorization
 
 #: Minutes of the signups-per-minute chart.
 CHART_MINUTES = 60
@@ -50,11 +52,12 @@ def stage_figures(service: str, metrics_text: str) -> dict[str, float]:
     return figures
 
 
-async def gather_stages(urls: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+async def gather_stages(urls: Mapping[str, str], token: Secret | None = None
+                        ) -> dict[str, dict[str, Any]]:
     """Every stage's figures and readiness, each worker asked over HTTP; a worker that does
     not answer is shown as such, not left out."""
     timeout = aiohttp.ClientTimeout(total=4)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=authorization(token)) as session:
 
         async def one(service: str, url: str) -> dict[str, Any]:
             try:
@@ -71,12 +74,13 @@ async def gather_stages(urls: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return dict(zip(urls, results, strict=True))
 
 
-async def per_minute(member_url: str) -> dict[str, Any]:
+async def per_minute(member_url: str, token: Secret | None = None) -> dict[str, Any]:
     """The last hour of signups per minute by role, as the member workers' table has them; or
     why not."""
     timeout = aiohttp.ClientTimeout(total=6)  # a member worker may ask the others (5 s)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+        async with aiohttp.ClientSession(timeout=timeout, headers=authorization(token)
+                                         ) as session, session.get(
                 f"{member_url}/signups-per-minute/?minutes={CHART_MINUTES}") as resp:
             answer: dict[str, Any] = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
@@ -91,8 +95,9 @@ def register_console(app: faust.App, settings: Settings) -> None:
     @app.page("/console/data")
     class ConsoleData(View):
         async def get(self, request: Request) -> Response:
-            stages, minutes = await asyncio.gather(gather_stages(urls),
-                                                   per_minute(urls["member"]))
+            token = settings.web_token
+            stages, minutes = await asyncio.gather(gather_stages(urls, token),
+                                                   per_minute(urls["member"], token))
             return self.json({"stages": stages, "per_minute": minutes})
 
     @app.page("/console")

@@ -10,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from signupflow.domain.fields import Choice, Pattern, Text, Timestamp
+from signupflow.kafka_client import KafkaAccess
+from signupflow.topics import DATA_TOPICS, REPLAY_GROUP, dlq_topic
 
 H_ERROR = "dlq.error"
 H_TOPIC = "dlq.source.topic"
@@ -18,6 +23,20 @@ H_OFFSET = "dlq.source.offset"
 H_FAILED_AT = "dlq.failed_at"
 H_STAGE = "dlq.stage"
 MAX_REASON = 500
+#: the services that dead-letter the events they consume
+STAGES = ("member", "batch")
+DIGITS = "^[0-9]+$"
+
+#: Every header of a dead letter, with what its UTF-8 text holds: the contract of the
+#: ``<topic>.dlq`` topics (``schemas/<topic>.dlq/``; key and value are the original bytes).
+HEADER_FIELDS: dict[str, Any] = {
+    H_ERROR: Annotated[str, Text(1, MAX_REASON, trimmed=False)],
+    H_TOPIC: Annotated[str, Choice(DATA_TOPICS)],
+    H_PARTITION: Annotated[str, Pattern(DIGITS)],
+    H_OFFSET: Annotated[str, Pattern(DIGITS)],
+    H_STAGE: Annotated[str, Choice(STAGES)],
+    H_FAILED_AT: Annotated[str, Timestamp()],
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,7 @@ class DeadLetter:
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [
-            (H_ERROR, self.error[:MAX_REASON].encode()),
+            (H_ERROR, self.error.replace("\x00", "\\x00")[:MAX_REASON].encode()),
             (H_TOPIC, self.source_topic.encode()),
             (H_PARTITION, str(self.source_partition).encode()),
             (H_OFFSET, str(self.source_offset).encode()),
@@ -68,32 +87,29 @@ def dead_letter(
                       datetime.now(UTC).isoformat())
 
 
-async def show(bootstrap: str, source_topic: str) -> list[tuple[int, int, DeadLetter]]:
+async def show(kafka: KafkaAccess, source_topic: str) -> list[tuple[int, int, DeadLetter]]:
     """All dead letters of ``source_topic`` as (partition, offset, letter)."""
     from signupflow.topic_reader import read_topic
-    from signupflow.topics import dlq_topic
 
-    records = await read_topic(bootstrap, dlq_topic(source_topic))
+    records = await read_topic(kafka, dlq_topic(source_topic))
     return [(r.partition, r.offset, DeadLetter.from_headers(r.key, r.value, r.headers))
             for r in records]
 
 
-async def replay(bootstrap: str, source_topic: str, group: str = "signupflow-dlq-replay") -> int:
+async def replay(kafka: KafkaAccess, source_topic: str, group: str = REPLAY_GROUP) -> int:
     """Re-send dead letters not replayed before to their source topic; returns how many.
 
     Progress is kept as the offsets of consumer group ``group``, committed only after the
     re-sent events were acknowledged, so running replay twice does not send a letter twice.
     """
-    from aiokafka import AIOKafkaConsumer
-
+    from signupflow.kafka_client import consumer as kafka_consumer
     from signupflow.kafka_client import durable_producer
     from signupflow.topic_reader import records_until, topic_partitions
-    from signupflow.topics import dlq_topic
 
     topic = dlq_topic(source_topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = durable_producer(bootstrap)
+    consumer = kafka_consumer(kafka, group_id=group, enable_auto_commit=False,
+                              auto_offset_reset="earliest")
+    producer = durable_producer(kafka)
     await consumer.start()
     await producer.start()
     try:

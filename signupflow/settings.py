@@ -6,16 +6,35 @@ only through environment variables, so a worker started as a subprocess sees the
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import Literal, TypeVar, cast, get_args
+
+from signupflow.kafka_client import (
+    MECHANISMS,
+    PROTOCOLS,
+    ClientSecurity,
+    KafkaAccess,
+    Mechanism,
+    Protocol,
+    Secret,
+)
 
 Service = Literal["auth", "member", "batch"]
 SERVICES: tuple[Service, ...] = get_args(Service)
+#: Who connects to Kafka: each service as itself; the CLI's read-only verbs (verify, trace,
+#: dlq show, broker status) as ``reader``; ``topics`` and ``dlq replay`` as ``operator``;
+#: ``acls --apply`` as ``admin`` (a super user of the cluster, used for nothing else).
+Principal = Literal["auth", "member", "batch", "reader", "operator", "admin"]
+PRINCIPALS: tuple[Principal, ...] = get_args(Principal)
 PREFIX = "SIGNUPFLOW_"
+#: What ``signupflow broker start --secure`` writes in the broker home: the settings of its
+#: local cluster's users, read when no security protocol is set (see :func:`_local_cluster`).
+LOCAL_CLIENT_ENV = "client.env"
 
 
 N = TypeVar("N", int, float)
@@ -80,6 +99,106 @@ def _optional_count(env: Mapping[str, str], name: str) -> int | None:
     return value
 
 
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    """A credential from ``SIGNUPFLOW_<name>`` or from the file ``SIGNUPFLOW_<name>_FILE``
+    names (the container-secrets convention; one trailing newline is dropped). Errors name the
+    variable and the file, never the value."""
+    value, path = env.get(PREFIX + name), env.get(f"{PREFIX}{name}_FILE")
+    if value and path:
+        raise ValueError(f"set {PREFIX}{name} or {PREFIX}{name}_FILE, not both")
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").removesuffix("\n")
+        except OSError as exc:
+            raise ValueError(f"{PREFIX}{name}_FILE: cannot read {path} "
+                             f"({exc.strerror or type(exc).__name__})") from None
+        if not value:
+            raise ValueError(f"{PREFIX}{name}_FILE: {path} is empty")
+    return Secret(value) if value else None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(PREFIX + name) or default).strip().upper()
+    if raw not in choices:
+        raise ValueError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(PREFIX + name)
+    return Path(raw).expanduser().resolve() if raw else None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _local_cluster(env: Mapping[str, str], broker_home: Path) -> Mapping[str, str]:
+    """``env`` with the local secure cluster's client settings under it, when it has no
+    security protocol of its own and its brokers are this machine's: after ``signupflow up
+    --secure`` the CLI's verbs work in the same shell with nothing to set. The file holds
+    user names and the paths of password files, never a password."""
+    if env.get(PREFIX + "KAFKA_SECURITY_PROTOCOL"):
+        return env
+    broker = env.get(PREFIX + "KAFKA_BROKER") or ""
+    hosts = [a.split("://", 1)[-1].rpartition(":")[0] for a in broker.split(";") if a]
+    if not all(_loopback(h) for h in hosts):
+        return env
+    local = read_env_file(broker_home / LOCAL_CLIENT_ENV)
+    return {**local, **{k: v for k, v in env.items() if v}} if local else env
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of ``path`` (``#`` comments); {} if there is no such file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How this deployment's processes connect to Kafka, each as its own principal."""
+
+    protocol: Protocol
+    #: each principal's client settings, credentials included (read from its variables)
+    clients: Mapping[Principal, ClientSecurity]
+
+    def client(self, principal: Principal) -> ClientSecurity:
+        """The client settings of ``principal``; an error naming the variables to set when a
+        SASL protocol has no credentials for it."""
+        client = self.clients[principal]
+        if client.sasl and not (client.username and client.password):
+            name = f"{PREFIX}KAFKA_{principal.upper()}"
+            raise ValueError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL is {client.protocol}, but {name}_USERNAME and "
+                f"{name}_PASSWORD (or {name}_PASSWORD_FILE) are not both set: this process "
+                f"connects to Kafka as the {principal!r} principal")
+        return client
+
+
+def _kafka_security(env: Mapping[str, str]) -> KafkaSecurity:
+    protocol = cast(Protocol, _choice(env, "KAFKA_SECURITY_PROTOCOL", PROTOCOLS, "PLAINTEXT"))
+    mechanism = cast(Mechanism, _choice(env, "KAFKA_SASL_MECHANISM", MECHANISMS,
+                                        "SCRAM-SHA-512"))
+    ca_file = _path(env, "KAFKA_CA_FILE")
+    clients: dict[Principal, ClientSecurity] = {}
+    for principal in PRINCIPALS:
+        name = f"KAFKA_{principal.upper()}"
+        clients[principal] = ClientSecurity(
+            protocol, mechanism, env.get(f"{PREFIX}{name}_USERNAME") or None,
+            _secret(env, f"{name}_PASSWORD"), ca_file,
+            _path(env, f"{name}_CERT_FILE") or _path(env, "KAFKA_CERT_FILE"),
+            _path(env, f"{name}_KEY_FILE") or _path(env, "KAFKA_KEY_FILE"))
+    return KafkaSecurity(protocol, clients)
+
+
 def _reachable(host: str) -> str:
     """A host to connect to for one bound to ``host`` (every address: this machine's)."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -122,6 +241,27 @@ class Settings:
     dlq_retention: float
     #: seconds a worker may be kept from being ready by reasons of its own before it exits
     wedged_after: float
+    kafka_security: KafkaSecurity
+    #: what every web view but /health and /ready asks for (None: open; only on loopback)
+    web_token: Secret | None
+    #: signups hashed at once (threads), and how long one may wait for its turn
+    hash_concurrency: int
+    signup_latency_budget: float
+    #: signups per second and burst per client address (0: no limit)
+    signup_rate: float
+    signup_burst: int
+    #: proxies whose X-Forwarded-For is believed (addresses or networks)
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    #: seconds a client has to send its request body
+    request_body_timeout: float
+
+    def kafka(self, principal: Principal) -> KafkaAccess:
+        """The cluster and how ``principal`` connects to it."""
+        return KafkaAccess(self.bootstrap_servers, self.kafka_security.client(principal))
+
+    @property
+    def web_on_loopback(self) -> bool:
+        return _loopback(self.web_host)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -140,6 +280,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default ``os.environ``)."""
     env = os.environ if env is None else env
     data_dir = Path(env.get(PREFIX + "DATA_DIR") or "var").resolve()
+    broker_home = Path(env.get(PREFIX + "BROKER_HOME") or data_dir / "broker").resolve()
+    env = _local_cluster(env, broker_home)
     broker_port = _int(env, "BROKER_PORT", 9092)
     kafka_broker = env.get(PREFIX + "KAFKA_BROKER") or f"kafka://127.0.0.1:{broker_port}"
     db_urls: dict[str, str] = {
@@ -160,7 +302,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(f"{PREFIX}SHUTDOWN_TIMEOUT must be above 0, got {shutdown_timeout}")
     return Settings(
         data_dir=data_dir,
-        broker_home=Path(env.get(PREFIX + "BROKER_HOME") or data_dir / "broker").resolve(),
+        broker_home=broker_home,
         broker_port=broker_port,
         kafka_broker=kafka_broker,
         database_urls=db_urls,
@@ -183,7 +325,43 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outbox_retention=_duration(env, "OUTBOX_RETENTION", 7 * 86400),
         dlq_retention=_duration(env, "DLQ_RETENTION", 30 * 86400),
         wedged_after=_duration(env, "WEDGED_AFTER", 180),
+        kafka_security=_kafka_security(env),
+        web_token=_secret(env, "WEB_TOKEN"),
+        hash_concurrency=_at_least(env, "HASH_CONCURRENCY", os.cpu_count() or 1, 1),
+        signup_latency_budget=_duration(env, "SIGNUP_LATENCY_BUDGET", 2.0),
+        signup_rate=_non_negative(env, "SIGNUP_RATE", 10.0),
+        signup_burst=_at_least(env, "SIGNUP_BURST", 30, 1),
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+        request_body_timeout=_duration(env, "REQUEST_BODY_TIMEOUT", 10.0),
     )
+
+
+def _at_least(env: Mapping[str, str], name: str, default: int, least: int) -> int:
+    value = _int(env, name, default)
+    if value < least:
+        raise ValueError(f"{PREFIX}{name} must be at least {least}, got {value}")
+    return value
+
+
+def _non_negative(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value < 0:
+        raise ValueError(f"{PREFIX}{name} must be 0 (off) or more, got {value}")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str
+              ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or networks (``10.0.0.0/8``)."""
+    nets = []
+    for raw in (env.get(PREFIX + name) or "").split(","):
+        if raw.strip():
+            try:
+                nets.append(ipaddress.ip_network(raw.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{PREFIX}{name}: {raw.strip()!r} is not an address or "
+                                 "network") from None
+    return tuple(nets)
 
 
 @lru_cache(maxsize=1)

@@ -16,8 +16,15 @@ from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 
 from signupflow.outages import TRANSITION
-from signupflow.settings import SERVICES
+from signupflow.settings import PREFIX, PRINCIPALS, SERVICES
 from signupflow.streams.retry import Backoff
+
+
+def worker_env(service: str, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the Kafka credentials of every principal but ``service``'s: a worker
+    holds only its own."""
+    others = tuple(f"{PREFIX}KAFKA_{p.upper()}_" for p in PRINCIPALS if p != service)
+    return {k: v for k, v in env.items() if not k.startswith(others)}
 
 
 def worker_command(service: str, log_level: str = "info") -> list[str]:
@@ -52,7 +59,8 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             status: int = resp.status
             return 200 <= status < 500
-    except urllib.error.HTTPError as exc:
+    except urllib.error.HTTPError as exc:  # it answered (401 when the views need a token)
+        exc.close()
         return exc.code < 500
     except (OSError, ValueError):
         return False

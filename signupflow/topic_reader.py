@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Collection, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from signupflow.kafka_client import KafkaAccess, consumer
+
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """The partitions of ``topic`` (an unsubscribed consumer has no metadata for it yet)."""
@@ -35,21 +37,20 @@ async def records_until(
 
 
 async def read_topic(
-    bootstrap: str, topic: str, partitions: Collection[int] | None = None
+    kafka: KafkaAccess, topic: str, partitions: Collection[int] | None = None
 ) -> list[ConsumerRecord]:
     """Every record of ``topic`` (of its ``partitions`` only, if given) up to the end offsets
-    at call time, partition by partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
-    await consumer.start()
+    at call time, partition by partition (no consumer group: nothing is committed)."""
+    reader = consumer(kafka, enable_auto_commit=False, auto_offset_reset="earliest")
+    await reader.start()
     try:
-        parts = [tp for tp in await topic_partitions(consumer, topic)
+        parts = [tp for tp in await topic_partitions(reader, topic)
                  if partitions is None or tp.partition in partitions]
         if not parts:
             return []
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
-        return [record async for record in records_until(consumer, end)]
+        reader.assign(parts)
+        await reader.seek_to_beginning(*parts)
+        end = await reader.end_offsets(parts)
+        return [record async for record in records_until(reader, end)]
     finally:
-        await consumer.stop()
+        await reader.stop()

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TopicT
 from mode import want_seconds
 
+from signupflow.kafka_client import KafkaAccess
+from signupflow.kafka_client import admin as admin_client
+
 if TYPE_CHECKING:
     from signupflow.settings import Settings
 
@@ -24,6 +27,14 @@ PROFILE_INSERT = "profile-insert"
 PARTNER_CREATED = "partner-created"
 DLQ_SUFFIX = ".dlq"
 DATA_TOPICS = (PROFILE_INSERT, PARTNER_CREATED)
+#: Kafka's error code for a topic the principal may not create (or see).
+TOPIC_AUTHORIZATION_FAILED = 29
+#: The Faust tables (member's and batch's), named here so that their changelog topics are
+#: known without building the apps.
+SIGNUPS_PER_MINUTE = "signups-per-minute"
+PARTNER_SUMMARY = "partner-summary"
+#: The consumer group of ``signupflow dlq replay`` (its progress).
+REPLAY_GROUP = "signupflow-dlq-replay"
 
 
 def dlq_topic(topic: str) -> str:
@@ -63,6 +74,36 @@ def leader_topic(app_id: str) -> str:
 
 def leader_topics(settings: Settings) -> list[str]:
     return [leader_topic(app_id) for app_id in settings.app_ids.values()]
+
+
+@dataclass(frozen=True)
+class Uses:
+    """What one service's worker uses in Kafka: its consumer group, the topics it reads and
+    those it writes (its leader topic and changelog included). Least privilege grants exactly
+    this (signupflow/acls.py)."""
+
+    group: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.reads, *self.writes)))
+
+
+def service_uses(settings: Settings) -> dict[str, Uses]:
+    """Each service's :class:`Uses`, with the app ids (groups, internal topics) of
+    ``settings``."""
+    ids = settings.app_ids
+    spm = changelog_topic(ids["member"], SIGNUPS_PER_MINUTE)
+    summary = changelog_topic(ids["batch"], PARTNER_SUMMARY)
+    return {
+        "auth": Uses(ids["auth"], (leader_topic(ids["auth"]),), (PROFILE_INSERT,)),
+        "member": Uses(ids["member"], (PROFILE_INSERT, spm, leader_topic(ids["member"])),
+                       (PARTNER_CREATED, dlq_topic(PROFILE_INSERT), spm)),
+        "batch": Uses(ids["batch"], (PARTNER_CREATED, summary, leader_topic(ids["batch"])),
+                      (dlq_topic(PARTNER_CREATED), summary)),
+    }
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -197,7 +238,7 @@ async def _min_insync(admin: Any, names: list[str]) -> dict[str, int]:
 
 
 async def ensure_topics(
-    bootstrap: str, partitions: int, names: Iterable[str] | None = None,
+    kafka: KafkaAccess, partitions: int, names: Iterable[str] | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
     policy: TopicPolicy | None = None, single: Iterable[str] = (),
 ) -> list[TopicState]:
@@ -208,13 +249,13 @@ async def ensure_topics(
     :func:`topic_config`); an existing topic keeps its settings. ``single`` topics (Faust's
     leader topics) have one partition.
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
     policy = policy or TopicPolicy()
     configs, ones = configs or {}, set(single)
     wanted = [*(names if names is not None else all_topics()), *sorted(configs), *sorted(ones)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = admin_client(kafka)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
@@ -227,12 +268,19 @@ async def ensure_topics(
                 f"reports {brokers} broker(s) (SIGNUPFLOW_REPLICATION_FACTOR={factor})")
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([
+                response = await admin.create_topics([
                     NewTopic(n, num_partitions=1 if n in ones else partitions,
                              replication_factor=factor,
                              topic_configs=policy.configs(n, min_isr, configs.get(n)))
                     for n in missing
                 ])
+                refused = [name for name, code, *_ in response.topic_errors
+                           if code == TOPIC_AUTHORIZATION_FAILED]
+                if refused:
+                    raise TopicMismatch(
+                        f"topic(s) {', '.join(refused)} do not exist and "
+                        f"{kafka.security.principal} may not create them: create them with "
+                        "`signupflow topics` as the operator principal (or grant CREATE)")
         described = await _described(admin, wanted)
         isr = await _min_insync(admin, wanted)
     finally:
@@ -256,12 +304,10 @@ class PartitionState:
     isr: tuple[int, ...]
 
 
-async def describe_partitions(bootstrap: str) -> list[PartitionState]:
+async def describe_partitions(kafka: KafkaAccess) -> list[PartitionState]:
     """Leader, replicas and in-sync replicas of every partition of every topic but Kafka's own
-    (``__consumer_offsets``, ...)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    (``__consumer_offsets``, ...) that ``kafka``'s principal may describe."""
+    admin = admin_client(kafka)
     await admin.start()
     try:
         names = sorted(n for n in await admin.list_topics() if not n.startswith("__"))
@@ -274,9 +320,9 @@ async def describe_partitions(bootstrap: str) -> list[PartitionState]:
         key=lambda p: (p.topic, p.partition))
 
 
-async def ensure_every_topic(bootstrap: str, settings: Settings) -> list[TopicState]:
+async def ensure_every_topic(kafka: KafkaAccess, settings: Settings) -> list[TopicState]:
     """Every topic signupflow and its workers use (data, dead letters, table changelogs,
     Faust's leader topics), as the settings ask: ``signupflow topics``."""
-    return await ensure_topics(bootstrap, settings.partitions, all_topics(),
+    return await ensure_topics(kafka, settings.partitions, all_topics(),
                                configs=table_topics(), policy=TopicPolicy.from_settings(settings),
                                single=leader_topics(settings))

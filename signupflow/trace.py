@@ -92,7 +92,7 @@ async def resolve(settings: Settings, who: str) -> str | None:
 
 async def _records(settings: Settings, topic: str, uuid: str) -> list[Any]:
     partition = partition_for(uuid, settings.partitions)
-    records = await read_topic(settings.bootstrap_servers, topic, [partition])
+    records = await read_topic(settings.kafka("reader"), topic, [partition])
     return [r for r in records if r.key == uuid.encode()]
 
 

@@ -6,9 +6,7 @@ An operator's tool, not a service: it is the one place allowed to read every ser
 
 from __future__ import annotations
 
-import json
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +16,7 @@ from sqlalchemy import select
 from signupflow.db import make_engine, no_such_table
 from signupflow.domain.decode import InvalidEvent, decode_profile_insert
 from signupflow.domain.reuse import instant
+from signupflow.kafka_client import Secret
 from signupflow.models.db import (
     FavoriteStyle,
     Member,
@@ -28,6 +27,7 @@ from signupflow.models.db import (
     table_of,
 )
 from signupflow.settings import Settings
+from signupflow.web_auth import get_json
 
 Summary = tuple[str, int, datetime]  # nickname, style_count, joined_at (an instant, in UTC)
 SAMPLE = 5
@@ -138,16 +138,14 @@ async def _read(url: str, *tables: type) -> list[list[Any]]:
         await engine.dispose()
 
 
-def read_table(batch_url: str) -> dict[str, Summary]:
+def read_table(batch_url: str, token: Secret | None = None) -> dict[str, Summary]:
     """The whole partner-summary table as served by the batch web view, page by page, from
     every worker that holds part of it (raises OSError)."""
     found: dict[str, Summary] = {}
     after = ""
     while True:
         query = urllib.parse.urlencode({"limit": 1000, "after": after})
-        with urllib.request.urlopen(f"{batch_url.rstrip('/')}/partners/?{query}",
-                                    timeout=30) as resp:
-            data = json.load(resp)
+        data = get_json(f"{batch_url.rstrip('/')}/partners/?{query}", token)
         for p in data["partners"]:
             found[p["partner_id"]] = (p["nickname"], p["style_count"], instant(p["joined_at"]))
         if not data.get("next"):
@@ -163,7 +161,7 @@ async def snapshot(settings: Settings, with_table: bool = True) -> Snapshot:
     table, table_error = None, None
     if with_table:
         try:
-            table = read_table(settings.web_url("batch"))
+            table = read_table(settings.web_url("batch"), settings.web_token)
         except OSError as exc:
             table_error = f"batch web view at {settings.web_url('batch')}: {exc}"
     user_rows, partner_rows, style_rows = await _read(

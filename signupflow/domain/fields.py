@@ -1,15 +1,21 @@
-"""Small field checks shared by HTTP validation and event decoding.
+"""Small field checks shared by HTTP validation and event decoding, and the rules of event fields.
 
 Each ``check_*`` returns the normalised value or raises :class:`FieldError` with a message that
 names what was expected, so callers can report every bad field at once.
+
+A :class:`FieldRule` is one source of truth for an event field's constraint: the decoder runs its
+``check`` and the JSON Schema of the topic carries its ``schema()``. Records attach rules to their
+fields with ``Annotated[type, rule]`` (``models/events.py``).
 """
 
 from __future__ import annotations
 
+import re
 import uuid as uuid_mod
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from signupflow.domain.styles import MAX_FAVORITE_STYLES, STYLES
 
@@ -37,8 +43,9 @@ def check_text(value: Any) -> str:
     return value
 
 
-def check_str(value: Any, min_len: int = 1, max_len: int = 100) -> str:
-    text = check_text(value).strip()
+def check_str(value: Any, min_len: int = 1, max_len: int = 100, strip: bool = True) -> str:
+    text = check_text(value)
+    text = text.strip() if strip else text
     if not min_len <= len(text) <= max_len:
         raise FieldError(f"must be {min_len} to {max_len} characters long")
     return text
@@ -118,3 +125,131 @@ def check_styles(value: Any) -> list[int]:
             raise FieldError(f"style id {item} is listed twice")
         styles.append(item)
     return styles
+
+
+# --- rules of event fields ------------------------------------------------------------------
+
+#: Text as :func:`check_str` leaves it: no NUL, no whitespace at either end (lengths apart).
+TRIMMED_TEXT = r"^(?:[^\s\u0000](?:[^\u0000]*[^\s\u0000])?)?$"
+NO_NUL = r"^[^\u0000]*$"
+UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+#: RFC 3339 with an offset, the ISO-8601 form :func:`check_timestamp` accepts and writes.
+TIMESTAMP_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+                     r"(?:Z|[+-][0-9]{2}:[0-9]{2})$")
+
+
+class FieldRule(Protocol):
+    """A constraint on one field: what the decoder checks, and the same in JSON Schema words."""
+
+    #: the JSON type of the values it constrains ("string", "integer", "array")
+    json_type: ClassVar[str]
+
+    def check(self, value: Any) -> Any:
+        """The normalised value, or :class:`FieldError`."""
+
+    def schema(self) -> dict[str, Any]:
+        """JSON Schema keywords (draft-07) that add this rule to the field's type."""
+
+
+@dataclass(frozen=True)
+class Text:
+    """Text of ``min_len`` to ``max_len`` characters without NUL; ``trimmed``: once trimmed
+    (what :func:`check_str` checks, and producers write it trimmed)."""
+
+    min_len: int = 1
+    max_len: int = 100
+    trimmed: bool = True
+    json_type: ClassVar[str] = "string"
+
+    def check(self, value: Any) -> str:
+        return check_str(value, self.min_len, self.max_len, self.trimmed)
+
+    def schema(self) -> dict[str, Any]:
+        pattern = TRIMMED_TEXT if self.trimmed else NO_NUL
+        return {"minLength": self.min_len, "maxLength": self.max_len, "pattern": pattern}
+
+
+@dataclass(frozen=True)
+class Uuid:
+    """A canonical lower-case UUID."""
+
+    json_type: ClassVar[str] = "string"
+
+    #: the function itself: no extra call per event
+    check = staticmethod(check_uuid)
+
+    def schema(self) -> dict[str, Any]:
+        return {"format": "uuid", "pattern": UUID_PATTERN}
+
+
+@dataclass(frozen=True)
+class Timestamp:
+    """An ISO-8601 instant with a UTC offset (normalised to UTC by the decoder)."""
+
+    json_type: ClassVar[str] = "string"
+
+    #: the function itself: no extra call per event
+    check = staticmethod(check_timestamp)
+
+    def schema(self) -> dict[str, Any]:
+        return {"format": "date-time", "pattern": TIMESTAMP_PATTERN}
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer from ``minimum`` to ``maximum``, both included."""
+
+    minimum: int = 0
+    maximum: int = 2**31 - 1
+    json_type: ClassVar[str] = "integer"
+
+    def check(self, value: Any) -> int:
+        return check_int(value, self.minimum, self.maximum)
+
+    def schema(self) -> dict[str, Any]:
+        return {"minimum": self.minimum, "maximum": self.maximum}
+
+
+@dataclass(frozen=True)
+class StyleIds:
+    """Up to :data:`MAX_FAVORITE_STYLES` distinct ids of the style catalogue."""
+
+    json_type: ClassVar[str] = "array"
+
+    #: the function itself: no extra call per event
+    check = staticmethod(check_styles)
+
+    def schema(self) -> dict[str, Any]:
+        return {"items": {"enum": sorted(STYLES)}, "maxItems": MAX_FAVORITE_STYLES,
+                "uniqueItems": True}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a closed set of strings (what a ``Literal`` field allows)."""
+
+    choices: tuple[str, ...]
+    json_type: ClassVar[str] = "string"
+
+    def check(self, value: Any) -> str:
+        return check_choice(value, self.choices)
+
+    def schema(self) -> dict[str, Any]:
+        return {"enum": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Text matching a regular expression (headers: digits, W3C trace context)."""
+
+    pattern: str
+    json_type: ClassVar[str] = "string"
+
+    def check(self, value: Any) -> str:
+        text = check_text(value)
+        if not re.search(self.pattern, text):
+            raise FieldError(f"must match {self.pattern}, got {text[:40]!r}")
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        return {"pattern": self.pattern}

@@ -6,10 +6,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from signupflow.db import transaction
 from signupflow.domain.signup import Signup
 from signupflow.models.db import Member, OutboxEvent, table_of
 from signupflow.models.events import ProfileInsert
@@ -35,7 +36,10 @@ async def register(
 ) -> None:
     """Store the account and its ``profile-insert`` event in one transaction (the outbox).
 
-    Either both exist or neither does, so an account can never lack its profile event.
+    Either both exist or neither does, so an account can never lack its profile event. On
+    SQLite the transaction is one call on a worker thread (:func:`signupflow.db.transaction`):
+    its write lock is never held across turns of the event loop, which a flood of requests
+    can make long (a run with 400 clients saw other writers time out on that lock).
     """
     member = {
         "uuid": event.uuid, "email": signup.email, "password_hash": password_hash,
@@ -44,15 +48,18 @@ async def register(
     }
     outbox = {"topic": PROFILE_INSERT, "key": event.uuid, "payload": event.dumps(),
               "created_at": now, "published_at": None, "traceparent": traceparent}
+
+    def store(conn: Connection) -> None:
+        try:
+            conn.execute(MEMBERS.insert(), member)
+        except IntegrityError:
+            # The uuid is fresh and random: the one unique value a new account can clash on
+            # is its email, so no need to parse the driver's message.
+            raise EmailTaken(signup.email) from None
+        conn.execute(OUTBOX.insert(), outbox)
+
     with translated():
-        async with engine.begin() as conn:
-            try:
-                await conn.execute(MEMBERS.insert(), member)
-            except IntegrityError:
-                # The uuid is fresh and random: the one unique value a new account can clash on
-                # is its email, so no need to parse the driver's message.
-                raise EmailTaken(signup.email) from None
-            await conn.execute(OUTBOX.insert(), outbox)
+        await transaction(engine, store)
 
 
 async def publish_pending(

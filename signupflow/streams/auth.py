@@ -17,6 +17,8 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import cast
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -27,10 +29,18 @@ from signupflow import tracing
 from signupflow.app import create_app
 from signupflow.domain.passwords import hash_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
+from signupflow.http_input import (
+    BodyRefused,
+    aiohttp_request,
+    close_after,
+    connected,
+    read_body,
+)
 from signupflow.kafka_client import durable_producer
 from signupflow.metrics import OUTBOX_DELETED, OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
 from signupflow.outages import Outage
-from signupflow.settings import get_settings
+from signupflow.settings import Service, get_settings
+from signupflow.shedding import Gone, HashGate, Late, RateLimiter, admission, shed, timed
 from signupflow.storage.auth import (
     PendingEvent,
     delete_published,
@@ -44,7 +54,7 @@ from signupflow.streams.retry import Backoff
 from signupflow.topics import PROFILE_INSERT
 
 log = logging.getLogger(__name__)
-STAGE = "auth"
+STAGE: Service = "auth"
 RELAY_BATCH = 1000
 RELAY_POLL_INTERVAL = 1.0
 #: Seconds between two clean-ups of the outbox, and rows deleted per statement (short locks).
@@ -53,13 +63,23 @@ RETENTION_BATCH = 500
 MAX_BODY_BYTES = 16 * 1024
 
 settings = get_settings()
-app = create_app(STAGE, settings, [PROFILE_INSERT])
+#: Who may sign up how often, and how much hashing may queue (signupflow/shedding.py).
+limiter = RateLimiter(settings.signup_rate, settings.signup_burst)
+hash_gate = HashGate(settings.hash_concurrency, settings.signup_latency_budget,
+                     timed(hash_password, "a calibration password", settings.scrypt_n))
+app = create_app(STAGE, settings, [PROFILE_INSERT], middlewares=[admission(
+    "/signup", limiter, hash_gate, settings.trusted_proxies,
+    lambda outcome: SIGNUPS.labels(outcome).inc())])
 resources = service_resources(app, STAGE, settings)
 relay_wakeup = asyncio.Event()
 
 
-#: ``signupflow_signups_total`` outcome of each answer of ``POST /signup``.
-OUTCOMES = {201: "created", 400: "invalid", 413: "invalid", 409: "duplicate"}
+#: ``signupflow_signups_total`` outcome of each answer of the view ``POST /signup`` (429s and
+#: the 503s of a full queue are answered, and counted, by the admission middleware).
+OUTCOMES = {201: "created", 400: "invalid", 413: "invalid", 409: "duplicate", 503: "shed",
+            408: "timed_out", 499: "abandoned"}
+#: What a request whose client left is answered (nobody reads it): nginx's "client closed".
+CLIENT_GONE = 499
 
 
 async def outbox_backlog() -> None:
@@ -77,7 +97,9 @@ def error(view: View, status: int, message: str, **extra: object) -> Response:
 
 @app.page("/signup")
 class SignupView(View):
-    """Create an account. 201 {uuid}; 400 with per-field errors; 409 if the email is taken."""
+    """Create an account. 201 {uuid}; 400 with per-field errors; 409 if the email is taken;
+    429 (this client) or 503 (everyone) with Retry-After when it must wait; 408, 413 for a
+    body too slow or too large."""
 
     async def post(self, request: Request) -> Response:
         response = await self.create(request)
@@ -93,9 +115,11 @@ class SignupView(View):
             return response
 
     async def store(self, request: Request, span: Span) -> Response:
-        body = await request.read()
-        if len(body) > MAX_BODY_BYTES:
-            return error(self, 413, f"body is over {MAX_BODY_BYTES} bytes")
+        raw = aiohttp_request(request)  # admitted by the middleware: its rate, a place free
+        try:
+            body = await read_body(raw, MAX_BODY_BYTES, settings.request_body_timeout)
+        except BodyRefused as exc:
+            return close_after(error(self, exc.status, str(exc)))
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -104,10 +128,19 @@ class SignupView(View):
             signup = validate_signup(payload)
         except SignupInvalid as exc:
             return self.json(exc.as_json(), status=400)
+        ticket = hash_gate.admit()
+        if ticket is None:  # the queue filled while the body arrived
+            return cast(Response, shed(hash_gate))
+        try:
+            password_hash = await hash_gate.run(ticket, partial(connected, raw), hash_password,
+                                                signup.password, settings.scrypt_n)
+        except Gone:
+            return error(self, CLIENT_GONE, "the client left before its turn")
+        except Late:
+            return cast(Response, shed(hash_gate))
+        if not connected(raw):  # nobody would learn the account exists: do not create it
+            return error(self, CLIENT_GONE, "the client left during hashing")
         engine = await resources.engine()
-        loop = asyncio.get_running_loop()
-        password_hash = await loop.run_in_executor(
-            None, hash_password, signup.password, settings.scrypt_n)
         now = datetime.now(UTC)
         event = profile_event(signup, str(uuid.uuid4()), now)
         span.set_attribute(tracing.MEMBER_UUID, event.uuid)
@@ -192,7 +225,7 @@ async def outbox_relay() -> None:
                     "their events wait in the outbox")
         return
     await resources.engine()
-    producer = durable_producer(settings.bootstrap_servers, client_id="signupflow-auth-outbox")
+    producer = durable_producer(app.signupflow_kafka, client_id="signupflow-auth-outbox")
     await producer.start()
     backoff, outage = Backoff(), Outage(f"{STAGE}: outbox relay", down="failing")
     cleaned: float | None = None

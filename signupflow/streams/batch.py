@@ -21,7 +21,7 @@ from signupflow.domain.reuse import Conflict
 from signupflow.domain.summary import merge_summary
 from signupflow.metrics import TABLE_ENTRIES, count_batch
 from signupflow.models.events import PartnerSummary
-from signupflow.settings import get_settings
+from signupflow.settings import Service, get_settings
 from signupflow.storage.batch import save_summaries
 from signupflow.streams.common import (
     BatchTrace,
@@ -40,7 +40,7 @@ from signupflow.tables.partitioned import write_acknowledged
 from signupflow.tables.partner_summary import TABLE_NAME, define_table, register_views
 from signupflow.topics import PARTNER_CREATED, dlq_topic
 
-STAGE = "batch"
+STAGE: Service = "batch"
 
 settings = get_settings()
 app = create_app(STAGE, settings, [PARTNER_CREATED, dlq_topic(PARTNER_CREATED)])

@@ -25,6 +25,7 @@ from signupflow.app import ServiceApp
 from signupflow.db import create_schema, describe, make_engine, unwritable
 from signupflow.dlq import DeadLetter, dead_letter
 from signupflow.domain.decode import InvalidEvent
+from signupflow.kafka_client import consumer as kafka_consumer
 from signupflow.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERS
 from signupflow.outages import Outage
 from signupflow.probes import Check, consumer_checks
@@ -112,9 +113,8 @@ def consuming(app: ServiceApp, topic: str) -> None:
     async def consumer_lag() -> None:
         nonlocal reader
         if reader is None:  # not in the group (never subscribes): it only reads its offsets
-            candidate = AIOKafkaConsumer(
-                bootstrap_servers=app.signupflow_settings.bootstrap_servers,
-                group_id=app.conf.id, enable_auto_commit=False)
+            candidate = kafka_consumer(app.signupflow_kafka, group_id=app.conf.id,
+                                       enable_auto_commit=False)
             await candidate.start()
             reader = candidate
         parts = await topic_partitions(reader, topic)

@@ -22,7 +22,7 @@ from signupflow.domain.per_minute import MinuteKey, oldest_kept
 from signupflow.domain.summary import partner_created
 from signupflow.metrics import TABLE_ENTRIES, count_batch
 from signupflow.models.events import PartnerCreated, ProfileInsert
-from signupflow.settings import get_settings
+from signupflow.settings import Service, get_settings
 from signupflow.storage.member import prune_minutes, save_profiles
 from signupflow.streams.common import (
     BatchTrace,
@@ -39,7 +39,7 @@ from signupflow.streams.retry import until_done, write_isolating
 from signupflow.tables import signups_per_minute as per_minute
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
 
-STAGE = "member"
+STAGE: Service = "member"
 log = logging.getLogger(__name__)
 
 settings = get_settings()

@@ -13,13 +13,18 @@ import asyncio
 import json
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 from faust.tables.table import Table
 from faust.types import AppT
 from faust.types.tables import CollectionT
 from faust.web import Request, Response, View
+
+from signupflow.web_auth import authorization
+
+if TYPE_CHECKING:
+    from signupflow.app import ServiceApp
 
 #: Seconds to wait for the broker to acknowledge a batch's changelog records before sending
 #: them again (an outage: the batch waits, its offsets stay uncommitted).
@@ -63,7 +68,8 @@ async def ask_others(app: AppT, table_name: str, path: str, params: Mapping[str,
               if url.rstrip("/") != me]
     query = urllib.parse.urlencode({**params, "scope": "local"})
     timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    headers = authorization(cast("ServiceApp", app).signupflow_settings.web_token)
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
 
         async def fetch(url: str) -> dict[str, Any]:
             async with session.get(f"{url}{path}?{query}") as resp:

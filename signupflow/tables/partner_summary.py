@@ -18,9 +18,9 @@ from faust.web import Request, Response, View
 from signupflow.domain.styles import STYLES
 from signupflow.models.events import PartnerSummary
 from signupflow.tables.partitioned import across_workers, owned_partitions
-from signupflow.topics import partition_for
+from signupflow.topics import PARTNER_SUMMARY, partition_for
 
-TABLE_NAME = "partner-summary"
+TABLE_NAME = PARTNER_SUMMARY
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 

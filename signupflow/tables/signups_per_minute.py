@@ -50,8 +50,9 @@ from signupflow.domain.per_minute import (
     series,
 )
 from signupflow.tables.partitioned import across_workers, owned_partitions, write_acknowledged
+from signupflow.topics import SIGNUPS_PER_MINUTE
 
-TABLE_NAME = "signups-per-minute"
+TABLE_NAME = SIGNUPS_PER_MINUTE
 #: The changelog's segments roll hourly, so that its one-day retention drops old records
 #: within the hour (Kafka deletes whole segments only; the default rolls weekly).
 SEGMENT_MS = 3_600_000

@@ -27,8 +27,16 @@ from sqlalchemy import text
 from signupflow import broker
 from signupflow.db import make_engine, no_such_table
 from signupflow.domain.fake import fake_signups
-from signupflow.settings import SERVICES, load_settings
-from signupflow.supervisor import start_worker, stop_process, wait_http
+from signupflow.kafka_client import KafkaAccess
+from signupflow.local_security import ADMIN_USER, LocalSecurity, grant_acls
+from signupflow.settings import (
+    LOCAL_CLIENT_ENV,
+    SERVICES,
+    Principal,
+    load_settings,
+    read_env_file,
+)
+from signupflow.supervisor import start_worker, stop_process, wait_http, worker_env
 from signupflow.topics import describe_partitions, ensure_every_topic
 from tests.integration.postgres import database_settings
 
@@ -36,9 +44,12 @@ PARTITIONS = 4
 
 
 class System:
-    def __init__(self, root: Path, nodes: int = 1):
+    def __init__(self, root: Path, nodes: int = 1, secure: bool = False):
         self.root = root
         self.nodes = nodes
+        #: SASL_SSL, SCRAM users and ACLs (``broker start --secure``); every process connects
+        #: as its own principal
+        self.secure = secure
         self.data_dir = root / "data"
         self.broker_home = root / "broker"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -49,10 +60,12 @@ class System:
 
     # --- lifecycle -------------------------------------------------------------------------
     def start_broker(self) -> None:
-        status = broker.start(self.broker_home, self.broker_port, self.nodes)
+        status = broker.start(self.broker_home, self.broker_port, self.nodes,
+                              secure=self.secure)
         self.broker_port = status.port or 0
         self.bootstrap = status.bootstrap
         self.env = {
+            **read_env_file(self.broker_home / LOCAL_CLIENT_ENV),  # a secured cluster's users
             **os.environ,
             "SIGNUPFLOW_DATA_DIR": str(self.data_dir),
             "SIGNUPFLOW_BROKER_HOME": str(self.broker_home),
@@ -61,9 +74,27 @@ class System:
             "SIGNUPFLOW_PARTITIONS": str(PARTITIONS),
             "SIGNUPFLOW_SESSION_TIMEOUT": "6",
             "SIGNUPFLOW_SCRYPT_N": "4096",  # the cheapest allowed cost keeps tests quick
+            # every test client posts from 127.0.0.1: no per-address limit (test_flood.py
+            # sets one)
+            "SIGNUPFLOW_SIGNUP_RATE": "0",
             **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in self.ports.items()},
         }
-        asyncio.run(ensure_every_topic(self.bootstrap, load_settings(self.env)))
+        settings = load_settings(self.env)
+        if self.secure:
+            asyncio.run(grant_acls(LocalSecurity(self.broker_home), self.bootstrap, settings))
+        asyncio.run(ensure_every_topic(self.access("operator"), settings))
+
+    def access(self, principal: Principal) -> KafkaAccess:
+        """How ``principal`` connects (PLAINTEXT on an unsecured cluster)."""
+        return broker.status(self.broker_home).access(principal)
+
+    @property
+    def admin(self) -> KafkaAccess:
+        """A principal that may see and do everything: for the tests' own observations."""
+        status = broker.status(self.broker_home)
+        if self.secure:
+            return LocalSecurity(self.broker_home).access(status.bootstrap, ADMIN_USER)
+        return KafkaAccess(status.bootstrap)
 
     def stop_broker(self, kill: bool = False) -> None:
         """Stop the broker (``kill``: kill -9, no controlled shutdown)."""
@@ -79,13 +110,13 @@ class System:
 
     def leader(self, topic: str, partition: int) -> int:
         """The node id leading ``topic[partition]``."""
-        rows = asyncio.run(describe_partitions(self.bootstrap))
+        rows = asyncio.run(describe_partitions(self.admin))
         return next(r.leader for r in rows if (r.topic, r.partition) == (topic, partition))
 
     def wait_in_sync(self, timeout: float = 120) -> None:
         """Until every replica of every partition is in sync again."""
         def in_sync() -> bool:
-            rows = asyncio.run(describe_partitions(self.bootstrap))
+            rows = asyncio.run(describe_partitions(self.admin))
             return bool(rows) and all(set(r.isr) == set(r.replicas) for r in rows)
         self.wait_until(in_sync, timeout, "every replica back in sync")
 
@@ -98,7 +129,8 @@ class System:
     def start(self, *services: str, **env: str) -> None:
         """Start workers (default: all three); ``env`` adds settings for these processes."""
         for service in services or SERVICES:
-            self.procs[service] = start_worker(service, self.log(service), {**self.env, **env})
+            self.procs[service] = start_worker(service, self.log(service),
+                                               worker_env(service, {**self.env, **env}))
         for service in services or SERVICES:
             wait_http(self.url(service) + "/", 90, self.procs[service])
 
@@ -108,7 +140,8 @@ class System:
         self.ports[name] = broker.free_port()
         self.procs[name] = start_worker(
             service, self.log(name),
-            {**self.env, f"SIGNUPFLOW_{service.upper()}_WEB_PORT": str(self.ports[name]), **env})
+            worker_env(service, {**self.env, f"SIGNUPFLOW_{service.upper()}_WEB_PORT":
+                                 str(self.ports[name]), **env}))
         wait_http(self.url(name) + "/", 90, self.procs[name])
 
     @contextmanager

@@ -15,7 +15,9 @@ KEYS = {"ceiling_msgs_per_s", "baseline_signups_per_s", "pipeline_signups_per_s"
         "latency_ms_p99", "pipeline_traced_signups_per_s", "tracing_on_vs_off",
         "member_signups_per_s", "catchup_signups_per_s", "catchup_startup_s",
         "pipeline_1_member_signups_per_s", "pipeline_2_members_signups_per_s", "member_scaling",
-        "machine"}
+        "flood_clients", "flood_seconds", "flood_created_ms_p50", "flood_created_ms_p99",
+        "flood_health_ms_p50", "flood_health_ms_p99", "created_ms_p50", "duplicate_ms_p50",
+        "duplicate_vs_created", "machine"}
 #: Figures of a peer (and the ratios to it): a number, or None when its package is missing.
 PEER_KEYS = {"confluent": {"confluent_signups_per_s", "member_vs_confluent"},
              "quix": {"quix_signups_per_s", "member_vs_quix"}}
@@ -24,7 +26,7 @@ PEER_KEYS = {"confluent": {"confluent_signups_per_s", "member_vs_confluent"},
 def test_bench_prints_every_figure_as_json() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "signupflow.cli", "bench", "--signups", "300", "--rate", "100",
-         "--http-signups", "20", "--json"],
+         "--http-signups", "20", "--flood-clients", "40", "--flood-seconds", "4", "--json"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "SIGNUPFLOW_SCRYPT_N": "4096"},
     )
@@ -34,6 +36,9 @@ def test_bench_prints_every_figure_as_json() -> None:
     assert figures["signups"] == 300
     for key in KEYS - {"machine"}:
         assert figures[key] > 0, key
+    # the flood: answers a client can act on, some of them accounts
+    assert set(figures["flood_answers"]) <= {"201", "409", "429", "503"}
+    assert figures["flood_answers"]["201"] > 0
     missing = missing_peers()
     for peer, keys in PEER_KEYS.items():
         for key in keys:

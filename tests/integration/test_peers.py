@@ -24,7 +24,7 @@ def test_a_peer_stores_publishes_dead_letters_and_commits(tmp_system: System, na
     assert name not in peers.missing_peers(), peers.missing_peers().get(name)
     source, target, group = f"{name}-in", f"{name}-partners", f"{name}-group"
     bootstrap = tmp_system.bootstrap
-    asyncio.run(ensure_topics(bootstrap, PARTITIONS, [source, target, dlq_topic(source)]))
+    asyncio.run(ensure_topics(tmp_system.admin, PARTITIONS, [source, target, dlq_topic(source)]))
     events = make_events(20, partner_ratio=0.5, seed=11)
     records: list[tuple[bytes | None, bytes | None]] = [(k, v) for k, v, _ in events]
     produce(bootstrap, source, [*records, (b"bad", b"not json")])

@@ -53,6 +53,17 @@ class Recording(Mapping[str, str]):
         return len(self.env)
 
 
+#: A file holding a stand-in secret: the containers' secret files exist only at run time.
+_SECRET = Path(__file__).parent / "test_compose.py"
+
+
+def settings_env(svc: dict[str, Any]) -> dict[str, str]:
+    """A service's environment with each ``*_FILE`` pointing at a readable stand-in, so that
+    ``load_settings`` can be given it on this machine."""
+    return {k: str(_SECRET) if k.startswith(PREFIX) and k.endswith("_FILE") else v
+            for k, v in env_of(svc).items()}
+
+
 def settings_names(env: Mapping[str, str] | None = None) -> set[str]:
     """The variables load_settings reads, given ``env``."""
     recording = Recording(env)
@@ -158,7 +169,7 @@ def every_variable_is_a_setting(c: Compose) -> list[str]:
     problems = [f"{name} is not a setting (signupflow/settings.py)"
                 for name in sorted(set(re.findall(PREFIX + r"\w+", text)) - known)]
     for name, svc in signupflow_processes(c).items():
-        env = Recording(env_of(svc))
+        env = Recording(settings_env(svc))
         try:
             load_settings(env)
         except ValueError as exc:
@@ -177,14 +188,16 @@ def settings_fit_the_cluster(c: Compose) -> list[str]:
                     in re.findall(r"://([^,]+)", env_of(svc).get("KAFKA_ADVERTISED_LISTENERS", "")))
     problems = []
     for name, svc in signupflow_processes(c).items():
-        s = load_settings(env_of(svc))
+        if svc.get("command", [None])[0] == "secrets":
+            continue  # it makes the secrets; it talks to nobody
+        s = load_settings(settings_env(svc))
         if sorted(s.bootstrap_servers.split(",")) != wanted:
             problems.append(f"{name}: brokers {s.bootstrap_servers}, not {wanted}")
         if (s.replication_factor, s.min_insync_replicas) != (3, 2):
             problems.append(f"{name}: replication {s.replication_factor}, "
                             f"min in-sync {s.min_insync_replicas}, not 3 and 2")
     for name, (service, svc) in workers(c).items():
-        s = load_settings(env_of(svc))
+        s = load_settings(settings_env(svc))
         if s.web_host != "0.0.0.0":
             problems.append(f"{name}: web host {s.web_host}: unreachable from outside")
         if s.web_advertised_host != name:
@@ -357,12 +370,19 @@ def start_order_holds(c: Compose) -> list[str]:
             elif condition not in ("service_started", "service_healthy",
                                    "service_completed_successfully"):
                 problems.append(f"{name}: unknown condition {condition!r}")
-    topics = [n for n, s in all_services.items() if s.get("command") == ["topics"]]
+    topics = [n for n in all_services if "signupflow topics" in job(c, n)]
     if len(topics) != 1:
         return [*problems, f"{len(topics)} topics jobs, not 1"]
     kafka_healthy = {n: {"condition": "service_healthy"} for n in by_image(c, "apache/kafka")}
     if all_services[topics[0]].get("depends_on") != kafka_healthy:
         problems.append(f"{topics[0]} does not wait for every Kafka node to be healthy")
+    secrets = [n for n in all_services if job(c, n).startswith("signupflow secrets ")]
+    if len(secrets) != 1:
+        return [*problems, f"{len(secrets)} secrets jobs, not 1"]
+    for name in by_image(c, "apache/kafka"):
+        if all_services[name].get("depends_on", {}).get(secrets[0]) != {
+                "condition": "service_completed_successfully"}:
+            problems.append(f"{name} does not wait for {secrets[0]} to complete")
     for name, (_, svc) in workers(c).items():
         needs = svc.get("depends_on", {})
         if needs.get(topics[0]) != {"condition": "service_completed_successfully"}:
@@ -373,11 +393,87 @@ def start_order_holds(c: Compose) -> list[str]:
     return problems
 
 
+def job(c: Compose, name: str) -> str:
+    """What a signupflow service runs, as one command line (``signupflow ...``)."""
+    svc = services(c)[name]
+    if "build" not in svc:
+        return ""
+    entry = [str(p) for p in svc.get("entrypoint", ["signupflow"])]
+    command = [str(p) for p in svc.get("command", [])]
+    return " ".join(command) if entry[:2] == ["sh", "-c"] else " ".join([*entry, *command])
+
+
+#: Where a signupflow container finds its secrets, and the host folder of each's.
+SECRETS_MOUNT = "/run/secrets/signupflow"
+SECRETS_HOST = "./var/compose-secrets"
+
+
+def roles(c: Compose, name: str) -> set[str]:
+    """The Kafka roles a signupflow service needs: a worker its service's; the topics job the
+    admin (ACLs) and the operator (topics)."""
+    if name in workers(c):
+        return {workers(c)[name][0]}
+    return {"admin", "operator"} if "signupflow topics" in job(c, name) else set()
+
+
+def everything_is_secured(c: Compose) -> list[str]:
+    """Kafka: SASL_SSL on every listener, users from a JAAS file, the StandardAuthorizer with
+    nothing allowed without an ACL, the brokers' secrets mounted read-only. Each signupflow
+    process: SASL_SSL against the CA, the credentials of its own roles only and only as files,
+    from its own folder of secrets (read-only); the workers' views behind the web token."""
+    problems = []
+    kafka_secrets = f"{SECRETS_HOST}/kafka:/etc/kafka/secrets:ro"
+    for name, svc in by_image(c, "apache/kafka").items():
+        env = env_of(svc)
+        protocols = {p.split(":")[1] for p in env.get("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                                                      "").split(",") if ":" in p}
+        if protocols != {"SASL_SSL"}:
+            problems.append(f"{name}: listeners speak {sorted(protocols)}, not only SASL_SSL")
+        for setting, value in {
+            "KAFKA_AUTHORIZER_CLASS_NAME":
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "false",
+            "KAFKA_SUPER_USERS": "User:signupflow-broker;User:signupflow-admin",
+            "KAFKA_OPTS": "-Djava.security.auth.login.config=/etc/kafka/secrets/jaas.conf",
+        }.items():
+            if env.get(setting) != value:
+                problems.append(f"{name}: {setting}={env.get(setting)!r}, not {value!r}")
+        if kafka_secrets not in svc.get("volumes", []):
+            problems.append(f"{name}: does not mount {kafka_secrets}")
+    for name, svc in signupflow_processes(c).items():
+        env = env_of(svc)
+        if job(c, name).startswith("signupflow secrets "):
+            if svc.get("volumes") != [f"{SECRETS_HOST}:/out"]:
+                problems.append(f"{name}: writes to {svc.get('volumes')}, not {SECRETS_HOST}")
+            continue
+        literal = sorted(k for k in env if k.endswith(("_PASSWORD", "_TOKEN")))
+        problems += [f"{name}: {k} holds a secret in the file itself" for k in literal]
+        if env.get(f"{PREFIX}KAFKA_SECURITY_PROTOCOL") != "SASL_SSL":
+            problems.append(f"{name}: does not speak SASL_SSL to Kafka")
+        if env.get(f"{PREFIX}KAFKA_CA_FILE") != f"{SECRETS_MOUNT}/ca.pem":
+            problems.append(f"{name}: does not verify the brokers against its CA")
+        given = {k.split("_")[2].lower() for k in env if k.startswith(f"{PREFIX}KAFKA_")
+                 and k.endswith(("_USERNAME", "_PASSWORD_FILE"))}
+        if given != roles(c, name):
+            problems.append(f"{name}: Kafka credentials of {sorted(given)}, not "
+                            f"{sorted(roles(c, name))}")
+        folder = "ops" if name not in workers(c) else workers(c)[name][0]
+        mount = f"{SECRETS_HOST}/{folder}:{SECRETS_MOUNT}:ro"
+        if svc.get("volumes") != [mount]:
+            problems.append(f"{name}: mounts {svc.get('volumes')}, not only {mount}")
+        outside = [v for k, v in env.items() if k.endswith("_FILE")
+                   and not v.startswith(SECRETS_MOUNT + "/")]
+        problems += [f"{name}: a secret file outside {SECRETS_MOUNT}: {v}" for v in outside]
+        if name in workers(c) and not env.get(f"{PREFIX}WEB_TOKEN_FILE"):
+            problems.append(f"{name}: its views have no web token")
+    return problems
+
+
 CHECKS: list[Check] = [
     every_variable_is_a_setting, settings_fit_the_cluster, databases_are_created,
     postgres_is_checked, kafka_is_a_cluster, workers_check_readiness,
     ports_are_local_and_unique, images_are_official_and_pinned, two_workers_per_service,
-    start_order_holds,
+    start_order_holds, everything_is_secured,
 ]
 
 
@@ -449,6 +545,12 @@ def _depends(service: str, needs: dict[str, Any]) -> Callable[[Compose], None]:
     return breaking
 
 
+def _volumes(service: str, volumes: list[str]) -> Callable[[Compose], None]:
+    def breaking(c: Compose) -> None:
+        services(c)[service]["volumes"] = volumes
+    return breaking
+
+
 PG = "postgresql+asyncpg://"
 BREAKAGES: list[tuple[Check, str, Callable[[Compose], None]]] = [
     (every_variable_is_a_setting, "a misspelt setting", _set("auth-1", "SIGNUPFLOW_WEB_PROT", 1)),
@@ -509,6 +611,24 @@ BREAKAGES: list[tuple[Check, str, Callable[[Compose], None]]] = [
                           "postgresql": {"condition": "service_healthy"}})),
     (start_order_holds, "topics before the brokers", _depends("topics", {})),
     (start_order_holds, "healthy without a healthcheck", _drop("kafka-1", "healthcheck")),
+    (start_order_holds, "a broker before its secrets", _depends("kafka-2", {})),
+    (everything_is_secured, "a PLAINTEXT listener",
+     _set("kafka-1", "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+          "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL")),
+    (everything_is_secured, "everyone allowed",
+     _set("kafka-3", "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND", "true")),
+    (everything_is_secured, "another super user",
+     _set("kafka-2", "KAFKA_SUPER_USERS", "User:signupflow-broker;User:signupflow-member")),
+    (everything_is_secured, "a password in the file",
+     _set("member-1", "SIGNUPFLOW_KAFKA_MEMBER_PASSWORD", "hunter2")),
+    (everything_is_secured, "another service's credentials",
+     _set("batch-2", "SIGNUPFLOW_KAFKA_AUTH_USERNAME", "signupflow-auth")),
+    (everything_is_secured, "plaintext to Kafka",
+     _set("auth-1", "SIGNUPFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")),
+    (everything_is_secured, "every service's secrets mounted",
+     _volumes("member-2", ["./var/compose-secrets:/run/secrets/signupflow:ro"])),
+    (everything_is_secured, "no web token", _drop("batch-1", "environment",
+                                                  "SIGNUPFLOW_WEB_TOKEN_FILE")),
 ]
 
 

@@ -176,7 +176,8 @@ def test_workers_bind_the_web_host_and_advertise_the_advertised_one(tmp_path: Pa
 
     app = create_app("batch", load_settings({
         "SIGNUPFLOW_DATA_DIR": str(tmp_path), "SIGNUPFLOW_WEB_HOST": "0.0.0.0",
-        "SIGNUPFLOW_WEB_ADVERTISED_HOST": "batch-2", "SIGNUPFLOW_BATCH_WEB_PORT": "6078"}))
+        "SIGNUPFLOW_WEB_ADVERTISED_HOST": "batch-2", "SIGNUPFLOW_BATCH_WEB_PORT": "6078",
+        "SIGNUPFLOW_WEB_TOKEN": "a-token"}))
 
     assert app.conf.web_bind == "0.0.0.0"
     assert str(app.conf.canonical_url) == "http://batch-2:6078"  # what other workers call
