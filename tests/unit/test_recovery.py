@@ -51,17 +51,13 @@ async def test_a_failing_step_still_raises(recovery: Recovery) -> None:
         await recovery._wait(failing(), timeout=0.05)
 
 
-async def test_a_new_rebalance_ends_the_wait(recovery: Recovery) -> None:
+@pytest.mark.parametrize(("ending", "error"), [("rebalance", RebalanceAgain),
+                                               ("stop", ServiceStopped)])
+async def test_a_new_rebalance_or_a_stop_ends_the_wait_at_once(
+        recovery: Recovery, ending: str, error: type[Exception]) -> None:
     never = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_later(0.2, recovery.signal_recovery_start.set)
-    with pytest.raises(RebalanceAgain):
-        await recovery._wait(never, timeout=0.05)
-    assert never.cancelled()
-
-
-async def test_a_stop_ends_the_wait(recovery: Recovery) -> None:
-    never = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_later(0.2, recovery._stopped.set)
-    with pytest.raises(ServiceStopped):
+    end = {"rebalance": recovery.signal_recovery_start.set, "stop": recovery._stopped.set}
+    asyncio.get_running_loop().call_later(0.2, end[ending])
+    with pytest.raises(error):
         await recovery._wait(never, timeout=0.05)
     assert never.cancelled()
