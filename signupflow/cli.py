@@ -8,14 +8,16 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import cast
 
 import click
 
 from signupflow import broker as local_broker
+from signupflow.cluster_health import DEFAULT_WAIT
 from signupflow.settings import SERVICES, get_settings
-from signupflow.topics import describe_partitions, ensure_every_topic
+from signupflow.topics import ensure_every_topic
 
 
 def fail(message: str) -> None:
@@ -91,23 +93,28 @@ def broker_stop() -> None:
 
 
 @broker.command("status")
-def broker_status() -> None:
-    """Each node, and each topic partition's leader and in-sync replicas (exit 1 unless every
-    node runs)."""
-    status = local_broker.status(get_settings().broker_home)
-    click.echo(f"broker {status.describe()}")
-    if any(n.running for n in status.nodes):
-        try:
-            rows = asyncio.run(describe_partitions(status.access("reader")))
-        except Exception as exc:
-            click.echo(f"partitions: cannot describe them ({exc})")
-        else:
-            click.echo("topic partition: leader, replicas, in-sync replicas (node ids)")
-            for r in rows:
-                lagging = "" if set(r.isr) == set(r.replicas) else "  UNDER-REPLICATED"
-                click.echo(f"  {r.topic}[{r.partition}]: leader {r.leader}, replicas "
-                           f"{_ids(r.replicas)}, isr {_ids(r.isr)}{lagging}")
-    sys.exit(0 if status.running else 1)
+@click.option("--wait", type=click.FloatRange(0), is_flag=False, flag_value=DEFAULT_WAIT,
+              default=None, metavar="[SECONDS]",
+              help=f"Wait until every node is up and nothing is under-replicated (at most "
+                   f"SECONDS, default {DEFAULT_WAIT:.0f}): the step between two brokers of a "
+                   "rolling upgrade.")
+def broker_status(wait: float | None) -> None:
+    """Each node, each topic partition's leader and in-sync replicas, and a summary. Exits 1
+    unless every node runs and no partition is under-replicated or without a leader."""
+    from signupflow import cluster_health
+
+    home = get_settings().broker_home
+    health = (cluster_health.check(home) if wait is None else
+              cluster_health.wait_healthy(partial(cluster_health.check, home), wait))
+    click.echo(f"broker {health.status.describe()}")
+    if health.partitions:
+        click.echo("topic partition: leader, replicas, in-sync replicas (node ids)")
+    for r in health.partitions:
+        lagging = "" if set(r.isr) == set(r.replicas) else "  UNDER-REPLICATED"
+        click.echo(f"  {r.topic}[{r.partition}]: leader {r.leader}, replicas "
+                   f"{_ids(r.replicas)}, isr {_ids(r.isr)}{lagging}")
+    click.echo(health.summary())
+    sys.exit(0 if health.healthy else 1)
 
 
 def _ids(ids: tuple[int, ...]) -> str:
