@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 from functools import partial
@@ -16,7 +17,7 @@ import click
 
 from signupflow import broker as local_broker
 from signupflow.cluster_health import DEFAULT_WAIT
-from signupflow.settings import SERVICES, get_settings
+from signupflow.settings import SERVICES, Settings, get_settings
 from signupflow.topics import ensure_every_topic
 
 
@@ -207,11 +208,53 @@ def worker(service: str, loglevel: str | None) -> None:
 @NODES
 @SECURE
 def up(detach: bool, nodes: int | None, secure: bool | None) -> None:
-    """Run the whole system: broker + auth, member, batch workers (with their web views)."""
-    from signupflow.settings import LOCAL_CLIENT_ENV, read_env_file
-    from signupflow.supervisor import start_worker, stop_process, wait_http, worker_env
+    """Run the whole system: broker + auth, member, batch workers (with their web views).
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP stop all of it, however `up` was started."""
+    from signupflow.supervisor import Stopped, signals_ignored, stop_on_signals, stop_processes
 
     s = get_settings()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    detached = worker_died = False
+    with stop_on_signals():
+        try:
+            start_system(s, nodes, secure, procs)
+            if detach:
+                click.echo("stop with: signupflow down")
+                detached = True
+                return
+            click.echo("Ctrl-C (or SIGTERM, SIGHUP) stops the workers and the broker.")
+            while all(p.poll() is None for p in procs.values()):
+                time.sleep(0.5)
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            say(f"worker(s) {', '.join(dead)} exited; see {s.data_dir / 'log'}", err=True)
+            worker_died = True
+        except Stopped as stop:
+            say(f"{stop.signal.name}: stopping the workers, then the broker...")
+        finally:
+            if not detached:
+                with signals_ignored():  # a second Ctrl-C must not cut the stop short
+                    # a worker ends itself after SIGNUPFLOW_SHUTDOWN_TIMEOUT; then SIGKILL
+                    stop_processes(procs.values(), s.shutdown_timeout + 5)
+                    for service in procs:
+                        (s.data_dir / f"{service}.pid").unlink(missing_ok=True)
+                    local_broker.stop(s.broker_home)
+                say("stopped.")
+    sys.exit(1 if worker_died else 0)
+
+
+def say(message: str, err: bool = False) -> None:
+    """Print, if there is still somewhere to print to (after SIGHUP the terminal is gone)."""
+    with contextlib.suppress(OSError):
+        click.echo(message, err=err)
+
+
+def start_system(s: Settings, nodes: int | None, secure: bool | None,
+                 procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """The broker, then the workers (into ``procs`` as they start, so that whatever started
+    is stopped if the rest fails or a stop signal comes), waiting until each one answers."""
+    from signupflow.settings import LOCAL_CLIENT_ENV, read_env_file
+    from signupflow.supervisor import start_worker, wait_http, worker_env
+
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
     cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes), secure)
     # every node as bootstrap: a worker (re)starting while one node is down still connects;
@@ -219,17 +262,14 @@ def up(detach: bool, nodes: int | None, secure: bool | None) -> None:
     env = {**read_env_file(cluster.home / LOCAL_CLIENT_ENV), **os.environ,
            "SIGNUPFLOW_KAFKA_BROKER": cluster.kafka_url}
     logs = s.data_dir / "log"
-    procs = {}
     for service in SERVICES:
         procs[service] = start_worker(service, logs / f"{service}.log",
                                       worker_env(service, env), log_level=s.log_level)
         (s.data_dir / f"{service}.pid").write_text(str(procs[service].pid))
     try:
-        for service, proc in procs.items():
-            wait_http(s.web_url(service) + "/", 60, proc)
+        for name, proc in procs.items():
+            wait_http(s.web_url(name) + "/", 60, proc)
     except (RuntimeError, TimeoutError) as exc:
-        for proc in procs.values():
-            stop_process(proc)
         fail(f"{exc}; see the logs in {logs}")
     click.echo(f"""
 signupflow is up.
@@ -240,22 +280,6 @@ signupflow is up.
 
 Try:  signupflow signup --count 20   then   signupflow tables
 """)
-    if detach:
-        click.echo("stop with: signupflow down")
-        return
-    click.echo("Ctrl-C stops the workers and the broker.")
-    try:
-        while all(p.poll() is None for p in procs.values()):
-            time.sleep(0.5)
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        click.secho(f"worker(s) {', '.join(dead)} exited; see {logs}", fg="red", err=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for proc in procs.values():
-            stop_process(proc)
-        local_broker.stop(s.broker_home)
-        click.echo("stopped.")
 
 
 @main.command()
