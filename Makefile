@@ -17,10 +17,12 @@ SOAK_LOG ?= var/soak
 
 .PHONY: run test test-unit lint bench down clean test-packages unit-packages soak
 
+# PYTHONWARNINGS: setuptools' "Editable installation" notice (a BuildBackendWarning block of
+# a dozen lines) is no news to anyone running `make run`.
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 run: $(BIN)/.installed

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -219,7 +221,7 @@ def up(detach: bool, nodes: int | None, secure: bool | None) -> None:
         try:
             start_system(s, nodes, secure, procs)
             if detach:
-                click.echo("stop with: signupflow down")
+                click.echo(f"stop with: {own_command()} down")
                 detached = True
                 return
             click.echo("Ctrl-C (or SIGTERM, SIGHUP) stops the workers and the broker.")
@@ -240,6 +242,20 @@ def up(detach: bool, nodes: int | None, secure: bool | None) -> None:
                     local_broker.stop(s.broker_home)
                 say("stopped.")
     sys.exit(1 if worker_died else 0)
+
+
+def own_command() -> str:
+    """This command as a user can paste it into a shell: ``signupflow`` if that is the one on
+    the PATH, else its path (``.venv/bin/signupflow`` under ``make run``)."""
+    script = Path(sys.executable).with_name("signupflow")  # the console script beside us
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m signupflow.cli"
+    found = shutil.which("signupflow")
+    if found and Path(found).resolve() == script.resolve():
+        return "signupflow"
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    return shlex.quote(str(script))
 
 
 def say(message: str, err: bool = False) -> None:
@@ -271,14 +287,20 @@ def start_system(s: Settings, nodes: int | None, secure: bool | None,
             wait_http(s.web_url(name) + "/", 60, proc)
     except (RuntimeError, TimeoutError) as exc:
         fail(f"{exc}; see the logs in {logs}")
+    me = own_command()
     click.echo(f"""
 signupflow is up.
-  auth    POST {s.web_url('auth')}/signup   (log {logs / 'auth.log'})
-  member  {s.web_url('member')}/            (log {logs / 'member.log'})
-  batch   {s.web_url('batch')}/partners/  and  {s.web_url('batch')}/partners.html
-  data    {s.data_dir}  (auth.db, member.db, batch.db)
+  console  {s.web_url('batch')}/console   (the flow at a glance, live)
+  auth     POST {s.web_url('auth')}/signup
+  member   {s.web_url('member')}/signups-per-minute/
+  batch    {s.web_url('batch')}/partners/  and  {s.web_url('batch')}/partners.html
+  logs     {logs}/  (auth.log, member.log, batch.log)
+  data     {s.data_dir}  (auth.db, member.db, batch.db)
 
-Try:  signupflow signup --count 20   then   signupflow tables
+In another shell:
+  {me} signup --count 20
+  {me} tables
+  {me} verify --settle 10
 """)
 
 

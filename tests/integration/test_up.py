@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,11 +104,54 @@ def test_a_stop_signal_to_up_stops_every_worker_and_the_broker(
         assert "stopped." in log.read_text()
         assert took < STOP_WITHIN
         assert not any((tmp_path / "data" / f"{s}.pid").exists() for s in SERVICES)
-    finally:  # whatever a failed run left behind
-        if waited.poll() is None:
+    finally:
+        stop_up(waited, up_pid, pids, tmp_path)
+
+
+def stop_up(waited: subprocess.Popen[bytes], up_pid: int, pids: dict[str, int],
+            root: Path) -> None:
+    """Whatever a test left running: `up`, its workers and its broker."""
+    if waited.poll() is None:
+        waited.send_signal(signal.SIGTERM)
+        try:
+            waited.wait(STOP_WITHIN)
+        except subprocess.TimeoutExpired:
             waited.kill()
             waited.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(up_pid, signal.SIGKILL)
-        stop_pids({n: p for n, p in pids.items() if n != "broker" and _alive(p)}, 5)
-        broker.stop(tmp_path / "data" / "broker", kill=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(up_pid, signal.SIGKILL)
+    stop_pids({n: p for n, p in pids.items() if n != "broker" and _alive(p)}, 5)
+    broker.stop(root / "data" / "broker", kill=True)
+
+
+def test_up_prints_the_console_and_commands_that_work_when_pasted(tmp_path: Path) -> None:
+    """Finding: the banner suggested `signupflow signup --count 20`, not on the PATH of a
+    `make run` user (`.venv/bin/signupflow` is), left the console out and pointed at member's
+    `/` (Faust's status page). Each command it prints is run here as a user would paste it."""
+    log = tmp_path / "up.log"
+    env = environment(tmp_path)
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"  # as in a fresh shell: no venv activated
+    with open(log, "wb") as out:
+        upper = subprocess.Popen([sys.executable, "-m", "signupflow.cli", "up"], env=env,
+                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    pids: dict[str, int] = {}
+    try:
+        wait_up(log, upper)
+        pids = system_pids(tmp_path / "data")
+        banner = log.read_text()
+        batch = f"http://127.0.0.1:{env['SIGNUPFLOW_BATCH_WEB_PORT']}"
+        assert f"{batch}/console" in banner
+        member = f"http://127.0.0.1:{env['SIGNUPFLOW_MEMBER_WEB_PORT']}"
+        assert f"{member}/signups-per-minute/" in banner and f"{member}/ " not in banner
+        commands = [line.strip() for line in banner.split("In another shell:")[1].splitlines()
+                    if "signupflow" in line]
+        assert [c.split()[1] for c in commands] == ["signup", "tables", "verify"], commands
+        for command in commands:
+            pasted = subprocess.run(["sh", "-c", command], env=env, capture_output=True,
+                                    text=True, timeout=120)
+            assert pasted.returncode == 0, f"{command}:\n{pasted.stdout}{pasted.stderr}"
+        for url in (f"{batch}/console", f"{member}/signups-per-minute/"):
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.status == 200
+    finally:
+        stop_up(upper, upper.pid, pids, tmp_path)
