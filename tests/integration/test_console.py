@@ -1,13 +1,18 @@
 """The live console (``GET /console`` on the batch port) in headless Chromium: its numbers
 equal the databases' counts (the signups-per-minute chart's totals and bars member.db's
 profiles by role), the chart has a time axis and counts, a stage that is not ready says so in
-words (not by colour alone), user text is shown as text, and a screenshot is kept."""
+words (not by colour alone), user text is shown as text, and screenshots are kept: the one in
+docs/console.png is made here, of realistic data under load."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -104,6 +109,58 @@ def console(system: System, query: str = "") -> tuple[str, Stages]:
     dom = dump_dom(f"{system.url('batch')}/console{query}", system.root / "chromium", 60,
                    "--virtual-time-budget=5000")
     return dom, Stages(dom)
+
+
+@contextmanager
+def steady_signups(system: System, per_second: int, seed: int) -> Iterator[list[int]]:
+    """Realistic signups posted at a steady rate in the background while inside; yields the
+    running count of those accepted."""
+    accepted = [0]
+    stop = threading.Event()
+    bodies = fake_signups(10_000, 0.3, seed=seed)
+
+    def post() -> None:
+        sent = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            tally = asyncio.run(post_signups(system.url("auth"),
+                                             bodies[sent:sent + per_second], 4))
+            sent += per_second
+            accepted[0] += len(tally.accepted)
+            stop.wait(max(0.0, 1 - (time.monotonic() - started)))
+
+    thread = threading.Thread(target=post, daemon=True)
+    thread.start()
+    try:
+        yield accepted
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def test_screenshot_of_the_console_under_a_realistic_load(system: System) -> None:
+    """docs/console.png is this test's artifact (``var/test-artifacts/console.png``): fake
+    but realistic signups, a few a second for more than a minute, so that the chart has more
+    than one minute and every stage a rate; the screenshot is taken while they arrive."""
+    with steady_signups(system, 4, seed=80) as accepted:
+        first_minute = int(time.time() // 60)
+        system.wait_until(lambda: int(time.time() // 60) > first_minute + 1
+                          and accepted[0] > 100, 200, "signups over three minutes")
+        console(system)  # the worker's first count of each stage: the rates start there
+        time.sleep(2)
+        _, shown = console(system)
+        assert shown.classes == dict.fromkeys(("auth", "member", "batch"), "stage ready")
+        assert int(shown.figures["auth"]["processed"]) > 100
+        assert all(float(shown.figures[s]["rate"]) > 0 for s in ("auth", "member")), shown
+        assert sum(1 for t in shown.bars if not t.endswith("users 0, partners 0")) >= 2
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "console.png"
+        shot.unlink(missing_ok=True)
+        screenshot(system.url("batch") + "/console", shot, system.root / "chromium")
+    system.wait_until(lambda: system.profiles() == system.count("auth", "member"), 60,
+                      "every signup stored")
+
+
 
 
 def test_console_shows_the_databases_counts_and_user_text_as_text(system: System) -> None:
