@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import cast
@@ -350,14 +351,26 @@ def signup(count: int, partner_ratio: float, url: str | None, concurrency: int,
             fail(f"{json_file} must hold a JSON array of signup objects")
     else:
         bodies = fake_signups(count, partner_ratio, seed)
-    with click.progressbar(length=len(bodies), label="signups", file=sys.stderr) as bar:
-        tally = asyncio.run(post_signups(url, bodies, concurrency, lambda _: bar.update(1)))
+    with progress(len(bodies), f"posting {len(bodies)} signups to {url}") as step:
+        tally = asyncio.run(post_signups(url, bodies, concurrency, step))
     if tally.unreachable:
         fail(f"cannot reach the auth service at {url}: {tally.rejected[0].body['error']}")
     click.echo(tally.summary())
     for outcome in tally.rejected[:5]:
         click.echo(f"  {outcome.status}: {json.dumps(outcome.body)}", err=True)
     sys.exit(1 if tally.rejected else 0)
+
+
+@contextlib.contextmanager
+def progress(total: int, doing: str) -> Iterator[Callable[[object], None]]:
+    """A progress bar on a terminal; elsewhere (a log, a pipe) ``doing`` in a line of its own:
+    click's bar there prints its bare label, run into whatever comes next."""
+    if not sys.stderr.isatty():
+        click.echo(doing, err=True)
+        yield lambda _: None
+        return
+    with click.progressbar(length=total, label="signups", file=sys.stderr) as bar:
+        yield lambda _: bar.update(1)
 
 
 @main.command()

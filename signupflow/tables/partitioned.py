@@ -106,3 +106,15 @@ async def across_workers(
         return view.json({"error": f"a worker holding part of the table did not answer: "
                                    f"{exc}"}, status=503)
     return view.json(merge([local, *others], workers))
+
+
+def redirect_without_slash(app: AppT, path: str) -> None:
+    """``path`` without its trailing slash redirects to it (308, the query kept): a bare 404
+    for ``/partners`` told a user nothing."""
+
+    @app.page(path.rstrip("/"), name=f"{path.strip('/')} without its slash")
+    class WithoutSlash(View):
+        async def get(self, request: Request) -> Response:
+            query = request.rel_url.query_string
+            target = f"{path}?{query}" if query else path
+            return self.text(f"see {target}\n", status=308, headers={"Location": target})

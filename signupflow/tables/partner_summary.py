@@ -17,7 +17,11 @@ from faust.web import Request, Response, View
 
 from signupflow.domain.styles import STYLES
 from signupflow.models.events import PartnerSummary
-from signupflow.tables.partitioned import across_workers, owned_partitions
+from signupflow.tables.partitioned import (
+    across_workers,
+    owned_partitions,
+    redirect_without_slash,
+)
 from signupflow.topics import PARTNER_SUMMARY, partition_for
 
 TABLE_NAME = PARTNER_SUMMARY
@@ -117,6 +121,8 @@ def owned(app: faust.App, table: SummaryTable) -> list[dict[str, Any]]:
 def register_views(app: faust.App, table: SummaryTable) -> None:
     """JSON at ``/partners/`` (paged, searchable, every worker's entries) and
     ``/partners/{id}/``, HTML at ``/partners.html``."""
+
+    redirect_without_slash(app, "/partners/")
 
     @app.page("/partners/")
     class PartnerList(View):

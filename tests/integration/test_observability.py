@@ -86,6 +86,29 @@ def test_metrics_equal_the_known_counts_after_a_load(system: System) -> None:
     assert value(batch, "signupflow_table_entries", table="partner-summary") == partners
 
 
+def test_views_answer_without_their_trailing_slash(system: System) -> None:
+    """Finding: `/partners` and `/signups-per-minute` answered a bare 404."""
+    for name, path, query in [("batch", "/partners", "limit=2"),
+                              ("member", "/signups-per-minute", "minutes=3")]:
+        status, slashed = get(f"{system.url(name)}{path}/?{query}")
+        assert status == 200
+        with urllib.request.urlopen(f"{system.url(name)}{path}?{query}", timeout=10) as resp:
+            assert resp.url == f"{system.url(name)}{path}/?{query}"  # a redirect, query kept
+            assert json.loads(resp.read()).keys() == slashed.keys()
+    assert len(get(f"{system.url('batch')}/partners?limit=2")[1]["partners"]) == 2
+
+
+def test_only_auth_exports_the_outbox_and_signup_metrics(system: System) -> None:
+    """Finding: member and batch exported auth's outbox gauges, always 0."""
+    auth_only = ("signupflow_outbox_", "signupflow_signups")  # families: no _total
+    assert any(n.startswith(auth_only) for n, _ in metrics(system, "auth"))
+    for service in ("member", "batch"):
+        _, text = get(system.url(service) + "/metrics")
+        exported = {f.name for f in text_string_to_metric_families(text)}
+        assert not [n for n in exported if n.startswith(auth_only)], (service, exported)
+        assert "signupflow_consumer_lag" in exported
+
+
 def test_ready_says_why_while_the_broker_is_down_and_health_stays_up(system: System) -> None:
     system.wait_until(
         lambda: all(get(system.url(s) + "/ready") == (200, {"ready": True}) for s in SERVICES),

@@ -45,3 +45,14 @@ def test_verify_without_the_table_checks_the_databases_alone(tmp_path: Path) -> 
     result = run_cli("verify", "--no-table")
     assert result.exit_code == 0, result.output
     assert result.stdout.rstrip().endswith("consistent")
+
+
+def test_signup_on_a_pipe_says_what_it_posts_in_a_line_of_its_own() -> None:
+    """Not a terminal (a log, a pipe): no progress bar, and no bare label run into the next
+    line."""
+    url = get_settings().web_url("auth")
+    result = run_cli("signup", "--count", "2", "--url", url)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"posting 2 signups to {url}"
+    assert lines[1].startswith(f"error: cannot reach the auth service at {url}")
