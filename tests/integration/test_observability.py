@@ -20,6 +20,7 @@ from signupflow.client import post_signups
 from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES
 from signupflow.topics import PROFILE_INSERT
+from tests.integration.browser import SummaryTable, dump_dom
 from tests.integration.kafka_util import changelog_config, produce
 from tests.integration.system import System
 
@@ -223,6 +224,18 @@ def test_either_batch_worker_lists_every_partner_paged_and_searchable(system: Sy
             assert {r["partner_id"] for r in found} == {
                 p for p, nick in summaries.items() if needle.casefold() in nick.casefold()}
             assert found
+            # the HTML page too (finding: it showed the asking worker's partitions only),
+            # in a browser, paged as the JSON view
+            html = SummaryTable(dump_dom(f"{system.url(name)}/partners.html?limit=1000",
+                                         system.root / "chromium"))
+            assert {p: cells[1] for p, cells in html.rows.items()} == summaries
+            assert html.count == str(len(summaries))
+            first = SummaryTable(dump_dom(f"{system.url(name)}/partners.html?limit=7",
+                                          system.root / "chromium"))
+            assert list(first.rows) == sorted(summaries)[:7] and first.next is not None
+            second = SummaryTable(dump_dom(f"{system.url(name)}{first.next}",
+                                           system.root / "chromium"))
+            assert list(second.rows) == sorted(summaries)[7:14]
         status, body = get(system.url("batch-2") + "/partners/?limit=0")
         assert status == 400 and "limit must be" in body["error"]
         assert get(system.url("batch-2") + "/partners/00000000-0000-4000-8000-00000000dead/"
