@@ -5,7 +5,9 @@
 # root or with sudo): chromium for the browser test, postgresql for the PostgreSQL run (the tests
 # start a private server of their own on a free loopback port, never the package's cluster), and
 # docker-compose (v1), whose `docker-compose config` checks docker-compose.yml without a Docker
-# engine (tests/unit/test_compose.py; `make test-unit` installs only that one).
+# engine (tests/unit/test_compose.py), and prometheus for its `promtool`, which checks and
+# tests the alerting rules in deploy/prometheus (tests/unit/test_alerts.py; `make test-unit`
+# installs only these two).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -49,11 +51,13 @@ test-packages:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	$(APT_INSTALL)
 
 unit-packages:
 	@missing=""; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	$(APT_INSTALL)
 
 # The kill-combination chaos tests, SOAK_RUNS times in a row; each run's output is kept in

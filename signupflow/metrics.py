@@ -7,10 +7,13 @@ source when ``/metrics`` is scraped, by the refreshers each service registers.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 #: One registry per process (each worker is one service), so nothing global leaks in.
 REGISTRY = CollectorRegistry(auto_describe=True)
+#: The standard ``process_*`` metrics (CPU, memory, open files, start time: a worker that keeps
+#: restarting shows in ``process_start_time_seconds``).
+PROCESS = ProcessCollector(registry=REGISTRY)
 
 EVENTS = Counter(
     "signupflow_events_total",
