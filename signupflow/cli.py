@@ -384,7 +384,6 @@ def tables(url: str | None, limit: int, after: str, search: str, as_json: bool) 
     """Show the partner-summary Faust table (read through the batch web view, every worker's
     entries), one page at a time."""
     import urllib.parse
-    import urllib.request
 
     from signupflow.web_auth import get_json
 

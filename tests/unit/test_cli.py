@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import urllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,12 +57,3 @@ def test_signup_on_a_pipe_says_what_it_posts_in_a_line_of_its_own() -> None:
     assert lines[0] == f"posting 2 signups to {url}"
     assert lines[1].startswith(f"error: cannot reach the auth service at {url}")
 
-
-def test_tables_imports_what_it_uses(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Finding: `tables` used urllib.request having imported urllib.parse only; it worked
-    because another module happened to import urllib.request first."""
-    monkeypatch.delitem(sys.modules, "urllib.request")
-    monkeypatch.delattr(urllib, "request")
-    url = get_settings().web_url("batch")
-    result = run_cli("tables", "--url", url)
-    assert result.exit_code == 2 and f"cannot read {url}/partners/" in result.stderr
