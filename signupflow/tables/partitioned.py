@@ -86,6 +86,47 @@ class Unavailable(Exception):
     """The whole table cannot be answered for now (503): the message says why."""
 
 
+def owner(app: AppT, table_name: str, partition: int) -> str | None:
+    """The base URL of the worker that owns ``partition`` of the table now (None: nobody has
+    it yet)."""
+    changelog = app.tables[table_name].changelog_topic.get_topic_name()
+    for url, topics in app.router.table_metadata(table_name).items():
+        if partition in topics.get(changelog, ()):
+            return str(url).rstrip("/")
+    return None
+
+
+async def at_owner(view: View, request: Request, table_name: str, partition: int,
+                   here: Callable[[], Response]) -> Response:
+    """``here()`` on the worker that owns ``partition`` of the table: this one, or the owner
+    asked for the same path (``scope=local``), its answer passed on; 503 in a rebalance, when
+    nobody owns it, or when the owner does not answer.
+
+    Not Faust's ``table_route``: it asks its producer for the key's partition, and a producer
+    that never wrote to the changelog knows none of its partitions (a 500 on a batch worker
+    that had written no summary yet).
+    """
+    app = view.app
+    try:
+        settled(app)
+        url = owner(app, table_name, partition)
+        if url is None:
+            raise Unavailable(f"no worker owns partition {partition} of {table_name} yet")
+        if request.query.get("scope") == "local" or url == str(
+                app.conf.canonical_url).rstrip("/"):
+            return here()
+        token = cast("ServiceApp", app).signupflow_settings.web_token
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5),
+                                         headers=authorization(token)) as session, \
+                session.get(f"{url}{request.rel_url.path}?scope=local") as resp:
+            return view.json(json.loads(await resp.text()), status=resp.status)
+    except Unavailable as exc:
+        return view.json({"error": str(exc)}, status=503)
+    except UNANSWERED as exc:
+        return view.json({"error": f"the worker owning partition {partition} did not "
+                                   f"answer: {exc}"}, status=503)
+
+
 def settled(app: AppT) -> None:
     """:class:`Unavailable` during a rebalance: until this worker's recovery from the
     changelog is over, its partitions' entries are missing or stale, and a part of the table

@@ -22,6 +22,7 @@ from signupflow.models.events import PartnerSummary
 from signupflow.tables.partitioned import (
     Unavailable,
     across_workers,
+    at_owner,
     every_worker,
     owned_partitions,
     redirect_without_slash,
@@ -161,13 +162,17 @@ def register_views(app: faust.App, table: SummaryTable) -> None:
 
     @app.page("/partners/{partner_id}/")
     class PartnerDetail(View):
-        # table_route's type forgets the path's arguments (partner_id) that aiohttp passes
-        @app.table_route(table=table, match_info="partner_id")  # type: ignore[arg-type]
         async def get(self, request: Request, partner_id: str) -> Response:
-            summary = table.get(partner_id)
-            if summary is None:
-                return self.json({"error": f"no partner {partner_id!r}"}, status=404)
-            return self.json(summary.asdict())
+
+            def here() -> Response:
+                summary = table.get(partner_id)
+                if summary is None:
+                    return self.json({"error": f"no partner {partner_id!r}"}, status=404)
+                return self.json(summary.asdict())
+
+            partitions = table.partitions or app.conf.topic_partitions
+            return await at_owner(self, request, TABLE_NAME,
+                                  partition_for(partner_id, partitions), here)
 
     @app.page("/partners.html")
     class PartnerPage(View):

@@ -238,8 +238,12 @@ def test_either_batch_worker_lists_every_partner_paged_and_searchable(system: Sy
             assert list(second.rows) == sorted(summaries)[7:14]
         status, body = get(system.url("batch-2") + "/partners/?limit=0")
         assert status == 400 and "limit must be" in body["error"]
-        assert get(system.url("batch-2") + "/partners/00000000-0000-4000-8000-00000000dead/"
-                   )[0] == 404
+        for name in ("batch", "batch-2"):  # each partner from either worker, whoever owns it
+            assert get(system.url(name) + "/partners/00000000-0000-4000-8000-00000000dead/"
+                       )[0] == 404
+            for partner_id, nickname in summaries.items():
+                status, detail = get(f"{system.url(name)}/partners/{partner_id}/")
+                assert (status, detail["nickname"]) == (200, nickname), (name, detail)
     finally:
         system.stop("batch-2")
 

@@ -85,3 +85,17 @@ def test_the_html_page_escapes_user_text_and_links_the_next_page_of_the_same_que
     assert "<q>&lt;x&amp;</q>" in page and "from 2 worker(s)" in page
     assert 'href="/partners.html?limit=2&amp;after=p1&amp;q=%3Cx%26"' in page
     assert 'id="next"' not in render_html(listing(rows[:1], query, 1), query)
+
+
+def test_the_owner_of_a_partition_is_read_from_the_assignment() -> None:
+    """/partners/{id}/ goes to this worker (not to Faust's producer, which knows no partition
+    of a changelog it never wrote to)."""
+    changelog = SimpleNamespace(get_topic_name=lambda: "b-partner-summary-changelog")
+    app: Any = SimpleNamespace(
+        tables={"partner-summary": SimpleNamespace(changelog_topic=changelog)},
+        router=SimpleNamespace(table_metadata=lambda name: {
+            "http://w1:6068/": {"b-partner-summary-changelog": [0, 2], "other": [1]},
+            "http://w2:6068": {"b-partner-summary-changelog": [1, 3]}}))
+    assert partitioned.owner(app, "partner-summary", 2) == "http://w1:6068"
+    assert partitioned.owner(app, "partner-summary", 1) == "http://w2:6068"
+    assert partitioned.owner(app, "partner-summary", 4) is None
