@@ -2,8 +2,8 @@
 # Not needed for `make run` / `make test`.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml setup.cfg README.md ./
+COPY pyproject.toml setup.cfg README.md constraints.txt ./
 COPY signupflow ./signupflow
-RUN pip install --no-cache-dir '.[postgres]'
+RUN pip install --no-cache-dir -c constraints.txt '.[postgres]' && pip check
 ENV SIGNUPFLOW_DATA_DIR=/data SIGNUPFLOW_WEB_HOST=0.0.0.0
 ENTRYPOINT ["signupflow"]

@@ -5,7 +5,9 @@
 # root or with sudo): chromium for the browser test, postgresql for the PostgreSQL run (the tests
 # start a private server of their own on a free loopback port, never the package's cluster), and
 # docker-compose (v1), whose `docker-compose config` checks docker-compose.yml without a Docker
-# engine (tests/unit/test_compose.py; `make test-unit` installs only that one).
+# engine (tests/unit/test_compose.py), and prometheus for its `promtool`, which checks and
+# tests the alerting rules in deploy/prometheus (tests/unit/test_alerts.py; `make test-unit`
+# installs only these two).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,12 +17,19 @@ SOAK_RUNS ?= 10
 SOAK_TESTS ?= tests/integration/test_chaos.py
 SOAK_LOG ?= var/soak
 
-.PHONY: run test test-unit lint bench down clean test-packages unit-packages soak
+.PHONY: run test test-unit lint bench down clean test-packages unit-packages soak lock
 
-$(BIN)/.installed: setup.cfg pyproject.toml
+# The environment is the locked set of constraints.txt (`make lock` makes it), and `pip check`
+# fails the build on any conflict. PYTHONWARNINGS: setuptools' "Editable installation" notice
+# (a BuildBackendWarning block of a dozen lines) is no news to anyone running `make run`.
+LOCK := constraints.txt
+PIP_INSTALL = PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet -c $(LOCK)
+
+$(BIN)/.installed: setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev]'
+	$(BIN)/pip check
 	touch $@
 
 run: $(BIN)/.installed
@@ -42,11 +51,13 @@ test-packages:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	$(APT_INSTALL)
 
 unit-packages:
 	@missing=""; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	$(APT_INSTALL)
 
 # The kill-combination chaos tests, SOAK_RUNS times in a row; each run's output is kept in
@@ -62,19 +73,36 @@ soak: $(BIN)/.installed test-packages
 	done; \
 	echo "soak: $(SOAK_RUNS) runs, $$failed failed"; [ $$failed -eq 0 ]
 
-# ruff, then mypy in strict mode (setup.cfg [mypy]): one target for CI and for people.
+# pip check (the environment is one consistent set), ruff, then mypy in strict mode
+# (setup.cfg [mypy]): one target for CI and for people.
 lint: $(BIN)/.installed
+	$(BIN)/pip check
 	$(BIN)/ruff check signupflow tests
 	$(BIN)/mypy
 
 # The benchmark's peers (confluent-kafka, Quix Streams) come from the `bench` extra; `dev` has
 # them too, so this adds nothing to a venv made by the targets above.
 $(BIN)/.bench-installed: $(BIN)/.installed
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(PIP_INSTALL) -e '.[bench]'
+	$(BIN)/pip check
 	touch $@
 
 bench: $(BIN)/.bench-installed
 	$(BIN)/signupflow bench --signups 20000
+
+# constraints.txt: every package of every extra resolved together in a fresh virtualenv (no
+# conflict: pip check), pinned. Run it after changing a requirement in setup.cfg, and commit
+# the file; tests/unit/test_lock.py fails while it lags behind setup.cfg.
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/pip" install --quiet --upgrade pip && \
+	PYTHONWARNINGS=ignore::UserWarning "$$tmp/venv/bin/pip" install --quiet -e '.[dev,bench,postgres]' && \
+	"$$tmp/venv/bin/pip" check && \
+	{ echo "# Made by \`make lock\` (every extra of setup.cfg, resolved together; \`pip check\` clean)."; \
+	  echo "# Used by the Makefile's installs as pip constraints. Python $$("$$tmp/venv/bin/python" -c 'import platform; print(platform.python_version())')."; \
+	  "$$tmp/venv/bin/pip" freeze --exclude-editable; } > $(LOCK).new && \
+	mv $(LOCK).new $(LOCK) && echo "$(LOCK): $$(grep -c '==' $(LOCK)) packages pinned"
 
 down: $(BIN)/.installed
 	$(BIN)/signupflow down

@@ -193,6 +193,7 @@ def _node_status(home: Path, node_id: int) -> NodeStatus:
 
 
 def status(home: Path) -> BrokerStatus:
+    _reap_exited()
     home = home.resolve()
     return BrokerStatus(home, tuple(_node_status(home, i)
                                     for i in range(1, node_count(home) + 1)))
@@ -449,26 +450,35 @@ def stop(home: Path, timeout: float = 30.0, kill: bool = False,
             os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
             pids.append(pid)
     deadline = time.monotonic() + timeout
-    while any(_is_our_broker(p) for p in pids) and time.monotonic() < deadline:
-        for pid in pids:
-            _reap(pid)
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in pids:
-        if _is_our_broker(pid):
-            os.kill(pid, signal.SIGKILL)
-        while _is_our_broker(pid):
-            _reap(pid)
+        if not _gone(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while not _gone(pid):
             time.sleep(0.05)
-        _reap(pid)
+    _reap_exited()  # and any node of ours that had died before (crashed, killed)
     return bool(pids)
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status if ``pid`` is our child (so it does not linger as a zombie)."""
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited, and if it is our child, been collected.
+
+    A child is asked through its Popen, not /proc: an exiting JVM's command line reads empty
+    before it becomes a zombie, so "no longer a broker" is not yet "reaped"."""
     proc = _running.get(pid)
     if proc is not None:
+        if proc.poll() is None:
+            return False
+        del _running[pid]
+        return True
+    return not _is_our_broker(pid)
+
+
+def _reap_exited() -> None:
+    """Collect every broker this process started that has exited since (so that none lingers
+    as a zombie, whoever ended it)."""
+    for pid, proc in list(_running.items()):
         if proc.poll() is not None:
             del _running[pid]
-        return
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

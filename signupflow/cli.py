@@ -6,17 +6,22 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import cast
 
 import click
 
 from signupflow import broker as local_broker
-from signupflow.settings import SERVICES, get_settings
-from signupflow.topics import describe_partitions, ensure_every_topic
+from signupflow.cluster_health import DEFAULT_WAIT
+from signupflow.settings import SERVICES, Settings, get_settings
+from signupflow.topics import ensure_every_topic
 
 
 def fail(message: str) -> None:
@@ -92,23 +97,28 @@ def broker_stop() -> None:
 
 
 @broker.command("status")
-def broker_status() -> None:
-    """Each node, and each topic partition's leader and in-sync replicas (exit 1 unless every
-    node runs)."""
-    status = local_broker.status(get_settings().broker_home)
-    click.echo(f"broker {status.describe()}")
-    if any(n.running for n in status.nodes):
-        try:
-            rows = asyncio.run(describe_partitions(status.access("reader")))
-        except Exception as exc:
-            click.echo(f"partitions: cannot describe them ({exc})")
-        else:
-            click.echo("topic partition: leader, replicas, in-sync replicas (node ids)")
-            for r in rows:
-                lagging = "" if set(r.isr) == set(r.replicas) else "  UNDER-REPLICATED"
-                click.echo(f"  {r.topic}[{r.partition}]: leader {r.leader}, replicas "
-                           f"{_ids(r.replicas)}, isr {_ids(r.isr)}{lagging}")
-    sys.exit(0 if status.running else 1)
+@click.option("--wait", type=click.FloatRange(0), is_flag=False, flag_value=DEFAULT_WAIT,
+              default=None, metavar="[SECONDS]",
+              help=f"Wait until every node is up and nothing is under-replicated (at most "
+                   f"SECONDS, default {DEFAULT_WAIT:.0f}): the step between two brokers of a "
+                   "rolling upgrade.")
+def broker_status(wait: float | None) -> None:
+    """Each node, each topic partition's leader and in-sync replicas, and a summary. Exits 1
+    unless every node runs and no partition is under-replicated or without a leader."""
+    from signupflow import cluster_health
+
+    home = get_settings().broker_home
+    health = (cluster_health.check(home) if wait is None else
+              cluster_health.wait_healthy(partial(cluster_health.check, home), wait))
+    click.echo(f"broker {health.status.describe()}")
+    if health.partitions:
+        click.echo("topic partition: leader, replicas, in-sync replicas (node ids)")
+    for r in health.partitions:
+        lagging = "" if set(r.isr) == set(r.replicas) else "  UNDER-REPLICATED"
+        click.echo(f"  {r.topic}[{r.partition}]: leader {r.leader}, replicas "
+                   f"{_ids(r.replicas)}, isr {_ids(r.isr)}{lagging}")
+    click.echo(health.summary())
+    sys.exit(0 if health.healthy else 1)
 
 
 def _ids(ids: tuple[int, ...]) -> str:
@@ -201,17 +211,73 @@ def worker(service: str, loglevel: str | None) -> None:
 @NODES
 @SECURE
 def up(detach: bool, nodes: int | None, secure: bool | None) -> None:
-    """Run the whole system: broker + auth, member, batch workers (with their web views)."""
-    from signupflow.settings import LOCAL_CLIENT_ENV, read_env_file
+    """Run the whole system: broker + auth, member, batch workers (with their web views).
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP stop all of it, however `up` was started."""
     from signupflow.supervisor import (
-        start_worker,
-        stop_process,
+        Stopped,
+        signals_ignored,
+        stop_on_signals,
+        stop_processes,
         supervise,
-        wait_http,
-        worker_env,
     )
 
     s = get_settings()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    detached = False
+    with stop_on_signals():
+        try:
+            start = start_system(s, nodes, secure, procs)
+            if detach:
+                click.echo(f"stop with: {own_command()} down")
+                detached = True
+                return
+            click.echo("Ctrl-C (or SIGTERM, SIGHUP) stops the workers and the broker. Outages "
+                       "and restarts show here.")
+            # a worker that exits (a wedged one does) is started again
+            supervise(procs, start, {n: s.data_dir / "log" / f"{n}.log" for n in SERVICES},
+                      say)
+        except Stopped as stop:
+            say(f"{stop.signal.name}: stopping the workers, then the broker...")
+        finally:
+            if not detached:
+                with signals_ignored():  # a second Ctrl-C must not cut the stop short
+                    # a worker ends itself after SIGNUPFLOW_SHUTDOWN_TIMEOUT; then SIGKILL
+                    stop_processes(procs.values(), s.shutdown_timeout + 5)
+                    for service in procs:
+                        (s.data_dir / f"{service}.pid").unlink(missing_ok=True)
+                    local_broker.stop(s.broker_home)
+                say("stopped.")
+
+
+def own_command() -> str:
+    """This command as a user can paste it into a shell: ``signupflow`` if that is the one on
+    the PATH, else its path (``.venv/bin/signupflow`` under ``make run``)."""
+    script = Path(sys.executable).with_name("signupflow")  # the console script beside us
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m signupflow.cli"
+    found = shutil.which("signupflow")
+    if found and Path(found).resolve() == script.resolve():
+        return "signupflow"
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    return shlex.quote(str(script))
+
+
+def say(message: str, err: bool = False) -> None:
+    """Print, if there is still somewhere to print to (after SIGHUP the terminal is gone)."""
+    with contextlib.suppress(OSError):
+        click.echo(message, err=err)
+
+
+def start_system(s: Settings, nodes: int | None, secure: bool | None,
+                 procs: dict[str, subprocess.Popen[bytes]]
+                 ) -> Callable[[str], subprocess.Popen[bytes]]:
+    """The broker, then the workers (into ``procs`` as they start, so that whatever started
+    is stopped if the rest fails or a stop signal comes), waiting until each one answers.
+    Returns how to start one service's worker again."""
+    from signupflow.settings import LOCAL_CLIENT_ENV, read_env_file
+    from signupflow.supervisor import start_worker, wait_http, worker_env
+
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
     cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes), secure)
     # every node as bootstrap: a worker (re)starting while one node is down still connects;
@@ -221,41 +287,34 @@ def up(detach: bool, nodes: int | None, secure: bool | None) -> None:
     logs = s.data_dir / "log"
 
     def start(service: str) -> subprocess.Popen[bytes]:
-        proc = start_worker(service, logs / f"{service}.log", worker_env(service, env),
-                            log_level=s.log_level)
-        (s.data_dir / f"{service}.pid").write_text(str(proc.pid))
-        return proc
+        procs[service] = start_worker(service, logs / f"{service}.log",
+                                      worker_env(service, env), log_level=s.log_level)
+        (s.data_dir / f"{service}.pid").write_text(str(procs[service].pid))
+        return procs[service]
 
-    procs: dict[str, subprocess.Popen[bytes]] = {service: start(service) for service in SERVICES}
+    for service in SERVICES:
+        start(service)
     try:
-        for service, proc in procs.items():
-            wait_http(s.web_url(service) + "/", 60, proc)
+        for name, proc in procs.items():
+            wait_http(s.web_url(name) + "/", 60, proc)
     except (RuntimeError, TimeoutError) as exc:
-        for proc in procs.values():
-            stop_process(proc)
         fail(f"{exc}; see the logs in {logs}")
+    me = own_command()
     click.echo(f"""
 signupflow is up.
-  auth    POST {s.web_url('auth')}/signup   (log {logs / 'auth.log'})
-  member  {s.web_url('member')}/            (log {logs / 'member.log'})
-  batch   {s.web_url('batch')}/partners/  and  {s.web_url('batch')}/partners.html
-  data    {s.data_dir}  (auth.db, member.db, batch.db)
+  console  {s.web_url('batch')}/console   (the flow at a glance, live)
+  auth     POST {s.web_url('auth')}/signup
+  member   {s.web_url('member')}/signups-per-minute/
+  batch    {s.web_url('batch')}/partners/  and  {s.web_url('batch')}/partners.html
+  logs     {logs}/  (auth.log, member.log, batch.log)
+  data     {s.data_dir}  (auth.db, member.db, batch.db)
 
-Try:  signupflow signup --count 20   then   signupflow tables
+In another shell:
+  {me} signup --count 20
+  {me} tables
+  {me} verify --settle 10
 """)
-    if detach:
-        click.echo("stop with: signupflow down")
-        return
-    click.echo("Ctrl-C stops the workers and the broker. Outages and restarts show here.")
-    try:  # a worker that exits (a wedged one does) is started again
-        supervise(procs, start, {n: logs / f"{n}.log" for n in SERVICES}, click.echo)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for proc in procs.values():
-            stop_process(proc)
-        local_broker.stop(s.broker_home)
-        click.echo("stopped.")
+    return start
 
 
 @main.command()
@@ -304,14 +363,26 @@ def signup(count: int, partner_ratio: float, url: str | None, concurrency: int,
             fail(f"{json_file} must hold a JSON array of signup objects")
     else:
         bodies = fake_signups(count, partner_ratio, seed)
-    with click.progressbar(length=len(bodies), label="signups", file=sys.stderr) as bar:
-        tally = asyncio.run(post_signups(url, bodies, concurrency, lambda _: bar.update(1)))
+    with progress(len(bodies), f"posting {len(bodies)} signups to {url}") as step:
+        tally = asyncio.run(post_signups(url, bodies, concurrency, step))
     if tally.unreachable:
         fail(f"cannot reach the auth service at {url}: {tally.rejected[0].body['error']}")
     click.echo(tally.summary())
     for outcome in tally.rejected[:5]:
         click.echo(f"  {outcome.status}: {json.dumps(outcome.body)}", err=True)
     sys.exit(1 if tally.rejected else 0)
+
+
+@contextlib.contextmanager
+def progress(total: int, doing: str) -> Iterator[Callable[[object], None]]:
+    """A progress bar on a terminal; elsewhere (a log, a pipe) ``doing`` in a line of its own:
+    click's bar there prints its bare label, run into whatever comes next."""
+    if not sys.stderr.isatty():
+        click.echo(doing, err=True)
+        yield lambda _: None
+        return
+    with click.progressbar(length=total, label="signups", file=sys.stderr) as bar:
+        yield lambda _: bar.update(1)
 
 
 @main.command()
@@ -404,19 +475,24 @@ def dlq_replay(topic: str) -> None:
 def verify(settle: float, no_table: bool) -> None:
     """Reconcile auth.db, member.db, batch.db and the partner-summary table.
 
-    Exits 1 and lists every discrepancy (with sample uuids) if they disagree.
+    Exits 1 and lists every discrepancy (with sample uuids) if they disagree; exits 2 if a
+    part could not be read (the table while the batch worker is stopped, a database).
     """
     from signupflow.verify import reconcile, snapshot
 
     s = get_settings()
     deadline = time.monotonic() + settle
     while True:
-        report = reconcile(asyncio.run(snapshot(s, with_table=not no_table)))
-        if (report.ok and not report.in_flight) or time.monotonic() >= deadline:
+        try:
+            report = reconcile(asyncio.run(snapshot(s, with_table=not no_table)))
+        except Exception as exc:  # a database that does not answer: nothing known, exit 2
+            fail(f"could not check the databases: {exc}")
+        done = report.ok and not report.in_flight and not report.unchecked
+        if done or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
     click.echo(report.render())
-    sys.exit(0 if report.ok else 1)
+    sys.exit(report.status)
 
 
 @main.command()

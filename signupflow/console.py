@@ -11,7 +11,10 @@ them as text.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -52,10 +55,43 @@ def stage_figures(service: str, metrics_text: str) -> dict[str, float]:
     return figures
 
 
-async def gather_stages(urls: Mapping[str, str], token: Secret | None = None
+@dataclass
+class Rates:
+    """Each stage's events per second, from the counts this worker read on its earlier
+    answers: over about ``window`` seconds, on one clock for every browser that watches (a
+    page computing it between its own polls shows 0 when its timers run fast, as in a
+    headless browser's virtual time)."""
+
+    window: float = 10.0
+    #: samples at least this far apart are kept
+    spacing: float = 1.0
+    samples: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+
+    def rate(self, stage: str, count: float, now: float) -> float | None:
+        """Per second since the newest sample at least ``window`` old (else the oldest
+        kept); None until one is ``spacing`` old."""
+        kept = self.samples.setdefault(stage, deque())
+        if kept and count < kept[-1][1]:  # the worker restarted: its counters begin at 0
+            kept.clear()
+        while len(kept) > 1 and now - kept[1][0] >= self.window:
+            kept.popleft()
+        since = kept[0] if kept else None
+        if not kept or now - kept[-1][0] >= self.spacing:
+            kept.append((now, count))
+        if since is None or now - since[0] < self.spacing:
+            return None
+        return (count - since[1]) / (now - since[0])
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__  # a TimeoutError says nothing by itself
+
+
+async def gather_stages(urls: Mapping[str, str], rates: Rates, token: Secret | None = None,
+                        clock: Callable[[], float] = time.monotonic
                         ) -> dict[str, dict[str, Any]]:
-    """Every stage's figures and readiness, each worker asked over HTTP; a worker that does
-    not answer is shown as such, not left out."""
+    """Every stage's figures, rate and readiness, each worker asked over HTTP; a worker that
+    does not answer is shown as such, not left out."""
     timeout = aiohttp.ClientTimeout(total=4)
     async with aiohttp.ClientSession(timeout=timeout, headers=authorization(token)) as session:
 
@@ -66,8 +102,10 @@ async def gather_stages(urls: Mapping[str, str], token: Secret | None = None
                 async with session.get(f"{url}/ready") as resp:
                     ready = await resp.json()
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                return {"up": False, "ready": False, "reasons": [f"{url}: {exc!r}"]}
+                return {"up": False, "ready": False,
+                        "reasons": [f"{url} does not answer: {_why(exc)}"]}
             return {**figures, "up": True, "ready": bool(ready.get("ready")),
+                    "rate": rates.rate(service, figures["processed"], clock()),
                     "reasons": ready.get("reasons", [])}
 
         results = await asyncio.gather(*(one(s, u) for s, u in urls.items()))
@@ -84,19 +122,20 @@ async def per_minute(member_url: str, token: Secret | None = None) -> dict[str, 
                 f"{member_url}/signups-per-minute/?minutes={CHART_MINUTES}") as resp:
             answer: dict[str, Any] = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        return {"error": f"{member_url}: {exc!r}"}
+        return {"error": f"{member_url} does not answer: {_why(exc)}"}
     return answer
 
 
 def register_console(app: faust.App, settings: Settings) -> None:
     """``/console`` and its data, ``/console/data``."""
     urls: dict[str, str] = {s: settings.web_url(s) for s in SERVICES}
+    rates = Rates()
 
     @app.page("/console/data")
     class ConsoleData(View):
         async def get(self, request: Request) -> Response:
             token = settings.web_token
-            stages, minutes = await asyncio.gather(gather_stages(urls, token),
+            stages, minutes = await asyncio.gather(gather_stages(urls, rates, token),
                                                    per_minute(urls["member"], token))
             return self.json({"stages": stages, "per_minute": minutes})
 

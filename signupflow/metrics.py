@@ -7,10 +7,13 @@ source when ``/metrics`` is scraped, by the refreshers each service registers.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 #: One registry per process (each worker is one service), so nothing global leaks in.
 REGISTRY = CollectorRegistry(auto_describe=True)
+#: The standard ``process_*`` metrics (CPU, memory, open files, start time: a worker that keeps
+#: restarting shows in ``process_start_time_seconds``).
+PROCESS = ProcessCollector(registry=REGISTRY)
 
 EVENTS = Counter(
     "signupflow_events_total",
@@ -28,23 +31,32 @@ CONSUMER_LAG = Gauge(
     "signupflow_consumer_lag",
     "Records not yet committed by the service's consumer group: end offset minus committed "
     "offset", ["topic", "partition"], registry=REGISTRY)
-OUTBOX_PENDING = Gauge(
-    "signupflow_outbox_pending", "Outbox events stored but not yet published (auth)",
-    registry=REGISTRY)
-OUTBOX_OLDEST_PENDING = Gauge(
-    "signupflow_outbox_oldest_pending_seconds",
-    "Age of the oldest unpublished outbox event, 0 when none waits (auth)", registry=REGISTRY)
-OUTBOX_DELETED = Counter(
-    "signupflow_outbox_deleted_total",
-    "Published outbox events deleted once older than SIGNUPFLOW_OUTBOX_RETENTION (auth)",
-    registry=REGISTRY)
 TABLE_ENTRIES = Gauge(
     "signupflow_table_entries", "Entries of a Faust table held by this worker", ["table"],
     registry=REGISTRY)
+
+# auth's own: registered by the auth worker alone (export_auth_metrics), since the others
+# would export them too, always 0.
+OUTBOX_PENDING = Gauge(
+    "signupflow_outbox_pending", "Outbox events stored but not yet published (auth)",
+    registry=None)
+OUTBOX_OLDEST_PENDING = Gauge(
+    "signupflow_outbox_oldest_pending_seconds",
+    "Age of the oldest unpublished outbox event, 0 when none waits (auth)", registry=None)
+OUTBOX_DELETED = Counter(
+    "signupflow_outbox_deleted_total",
+    "Published outbox events deleted once older than SIGNUPFLOW_OUTBOX_RETENTION (auth)",
+    registry=None)
 SIGNUPS = Counter(
     "signupflow_signups_total",
     "POST /signup answers, by outcome: created, invalid (400, 413) or duplicate (409)",
-    ["outcome"], registry=REGISTRY)
+    ["outcome"], registry=None)
+
+
+def export_auth_metrics() -> None:
+    """Add auth's metrics to this process's ``/metrics`` (the auth worker calls it once)."""
+    for metric in (OUTBOX_PENDING, OUTBOX_OLDEST_PENDING, OUTBOX_DELETED, SIGNUPS):
+        REGISTRY.register(metric)
 
 
 def count_batch(service: str, events: int, dead_lettered: int) -> None:

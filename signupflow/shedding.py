@@ -207,12 +207,37 @@ def shed(gate: HashGate) -> web.Response:
     return busy(503, SHED, gate.retry_after())
 
 
+#: The longest a refused client's connection is not read from (seconds).
+MAX_HOLD = 1.0
+
+
+def hold(request: web.Request, seconds: float) -> None:
+    """Read nothing more from this connection for ``seconds`` (at most :data:`MAX_HOLD`).
+
+    The refusal itself goes out at once; what waits is the *next* request on the connection,
+    in the kernel's buffer, so a client that ignores ``Retry-After`` and asks again at once
+    is answered a moment later instead of costing the event loop, which ``/health`` and every
+    other request share, as fast as it can send. One that waits as told notices nothing.
+    """
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return
+    transport.pause_reading()
+
+    def resume() -> None:
+        if not transport.is_closing():
+            transport.resume_reading()
+
+    asyncio.get_running_loop().call_later(min(seconds, MAX_HOLD), resume)
+
+
 def admission(path: str, limiter: RateLimiter, gate: HashGate, trusted: Sequence[Network],
               refused: Callable[[str], None]) -> Any:
     """An aiohttp middleware that answers ``POST path`` 429 (this client is over its rate) or
-    503 (the queue is full) before anything else runs: no body read, no view, no span. Under a
-    flood almost every request ends here, and what it costs the event loop is what every
-    other request (``/health`` included) waits behind. ``refused`` counts each by outcome."""
+    503 (the queue is full) before anything else runs: no body read, no view, no span, and
+    the connection held a moment (:func:`hold`). Under a flood almost every request ends
+    here, and what it costs the event loop is what every other request (``/health``
+    included) waits behind. ``refused`` counts each by outcome."""
 
     @web.middleware
     async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -224,10 +249,13 @@ def admission(path: str, limiter: RateLimiter, gate: HashGate, trusted: Sequence
         wait = limiter.take(client, time.monotonic())
         if wait:
             refused("rate_limited")
+            hold(request, wait)
             return busy(429, RATE_LIMITED, wait)
         if gate.full:
             refused("shed")
-            return shed(gate)
+            refusal = shed(gate)
+            hold(request, gate.retry_after())
+            return refusal
         answer: web.StreamResponse = await handler(request)
         return answer
 

@@ -12,8 +12,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
+from types import FrameType
 
 from signupflow.outages import TRANSITION
 from signupflow.settings import PREFIX, PRINCIPALS, SERVICES
@@ -81,14 +82,71 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
     """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
-    if proc.poll() is None:
+    stop_processes([proc], timeout)
+    return proc.returncode
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    """SIGTERM to every one at once, then wait for each; SIGKILL whatever still runs
+    ``timeout`` seconds after the SIGTERM. Every one is reaped."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
         proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in running:
         try:
-            proc.wait(timeout)
+            proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return proc.returncode
+
+
+#: What stops ``signupflow up``: Ctrl-C, ``kill``, and the terminal or session going away.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(BaseException):
+    """A stop signal arrived (a BaseException, as KeyboardInterrupt: no ``except Exception``
+    on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum)
+        super().__init__(self.signal.name)
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Inside, SIGINT, SIGTERM and SIGHUP raise :class:`Stopped` in the main thread.
+
+    Installed whatever the process inherited: a shell without job control (a script's
+    ``signupflow up &``) starts background commands with SIGINT ignored, and Python's default
+    SIGTERM and SIGHUP end the process without a ``finally``, orphaning its children. Only a
+    SIGHUP inherited as ignored stays so: that is what ``nohup`` asks for.
+    """
+    wanted = [s for s in STOP_SIGNALS
+              if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)]
+    previous = {s: signal.signal(s, _raise_stopped) for s in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Stop signals are ignored inside: a second Ctrl-C or SIGTERM must not cut a shutdown
+    short (each step of it is bounded by a timeout)."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _alive(pid: int) -> bool:

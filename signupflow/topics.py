@@ -57,13 +57,28 @@ def topic_config(topic: TopicT) -> dict[str, str]:
     return {**config, **{k: str(v) for k, v in (topic.config or {}).items()}}
 
 
-def table_topics() -> dict[str, dict[str, str]]:
-    """Every worker's table changelogs, each with the settings its table asks for (for
-    ``signupflow topics``, which creates them ahead of the workers)."""
-    from signupflow.streams import batch, member
+def table_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every worker's table changelogs under the app ids of ``settings``, each with the Kafka
+    settings its table asks for (for ``signupflow topics``, which creates them ahead of the
+    workers).
 
-    return {t.changelog_topic.get_topic_name(): topic_config(t.changelog_topic)
-            for app in (batch.app, member.app) for t in app.tables.values()}
+    The tables are defined as their services define them, on a Faust app of that service's
+    id that never starts: the service modules' own apps are built from the process's settings,
+    not from these.
+    """
+    import faust
+
+    from signupflow.tables import partner_summary, signups_per_minute
+
+    found: dict[str, dict[str, str]] = {}
+    for service, define in (("batch", partner_summary.define_table),
+                            ("member", signups_per_minute.define_table)):
+        app = faust.App(settings.app_ids[service], autodiscover=False, store="memory://",
+                        topic_partitions=settings.partitions)
+        define(app, settings.partitions)
+        found.update({t.changelog_topic.get_topic_name(): topic_config(t.changelog_topic)
+                      for t in app.tables.values()})
+    return found
 
 
 def leader_topic(app_id: str) -> str:
@@ -324,5 +339,6 @@ async def ensure_every_topic(kafka: KafkaAccess, settings: Settings) -> list[Top
     """Every topic signupflow and its workers use (data, dead letters, table changelogs,
     Faust's leader topics), as the settings ask: ``signupflow topics``."""
     return await ensure_topics(kafka, settings.partitions, all_topics(),
-                               configs=table_topics(), policy=TopicPolicy.from_settings(settings),
+                               configs=table_topics(settings),
+                               policy=TopicPolicy.from_settings(settings),
                                single=leader_topics(settings))

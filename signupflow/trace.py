@@ -9,7 +9,7 @@ tool: the one other place allowed to read every service's data. :func:`timeline`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -32,37 +32,55 @@ class Hop:
     service: str
     at: datetime | None
     detail: str = ""
-    #: The step this one follows from (its delay is measured from there).
-    after: str | None = None
 
 
-#: The flow's order of steps; the profile steps are either user or partner.
+#: The flow's order of steps, which breaks ties between hops of the same millisecond (the
+#: profile steps are either user or partner).
 ORDER = ("accepted", "profile-insert record", "outbox published", "waiting in the outbox",
          "user profile stored", "partner profile stored", "partner-created record",
          "partner summary stored", "dead letter")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms(at: datetime) -> int:
+    """Whole milliseconds since the epoch: Kafka's record timestamps have no finer grain, so
+    every hop is compared at that grain (a record of the acceptance's millisecond must not
+    come before it)."""
+    return (at - _EPOCH) // timedelta(milliseconds=1)
 
 
 def timeline(hops: list[Hop]) -> list[dict[str, Any]]:
-    """The hops in the flow's order, each with the milliseconds since the step it follows
-    from (the record's publication after the acceptance, the profile after the record...)."""
-    at = {hop.step: hop.at for hop in hops if hop.at is not None}
+    """The hops in time order (hops with no time last), each with the milliseconds since the
+    signup was accepted (or, without an acceptance, since the first hop) and since the hop
+    before it."""
+    timed = sorted(((_ms(h.at), h) for h in hops if h.at is not None),
+                   key=lambda t: (t[0], ORDER.index(t[1].step)))
+    start = next((ms for ms, h in timed if h.step == "accepted"), timed[0][0] if timed else 0)
+    untimed: list[tuple[int | None, Hop]] = [(None, h) for h in hops if h.at is None]
     rows: list[dict[str, Any]] = []
-    for hop in sorted(hops, key=lambda h: (ORDER.index(h.step), h.at or datetime.max.replace(
-            tzinfo=UTC))):
-        since = at.get(hop.after) if hop.after else None
-        delay = None if hop.at is None or since is None else round(
-            (hop.at - since).total_seconds() * 1000, 1)
+    previous: int | None = None
+    for ms, hop in [*timed, *untimed]:
         rows.append({"step": hop.step, "service": hop.service,
-                     "at": hop.at.isoformat() if hop.at else None, "delay_ms": delay,
-                     "after": hop.after, "detail": hop.detail})
+                     "at": hop.at.isoformat(timespec="milliseconds") if hop.at else None,
+                     "since_signup_ms": None if ms is None else ms - start,
+                     "since_previous_ms": None if ms is None or previous is None
+                     else ms - previous,
+                     "detail": hop.detail})
+        previous = ms
     return rows
 
 
+def _delay(ms: int | None) -> str:
+    return "-" if ms is None else f"+{ms} ms"
+
+
 def render(uuid: str, rows: list[dict[str, Any]]) -> str:
-    lines = [f"signup {uuid}"]
+    lines = [f"signup {uuid}",
+             f"  {'at (UTC)':<29} {'from signup':>12} {'from previous':>14}  "
+             f"{'service':<7} step  detail"]
     for row in rows:
-        delay = "" if row["delay_ms"] is None else f"+{row['delay_ms']:.1f} ms"
-        lines.append(f"  {row['at'] or '-':<34} {delay:>12}  {row['service']:<7} "
+        lines.append(f"  {row['at'] or '-':<29} {_delay(row['since_signup_ms']):>12} "
+                     f"{_delay(row['since_previous_ms']):>14}  {row['service']:<7} "
                      f"{row['step']}  {row['detail']}".rstrip())
     return "\n".join(lines)
 
@@ -107,28 +125,27 @@ async def collect(settings: Settings, uuid: str) -> list[Hop]:
             hops.append(Hop("waiting in the outbox", "auth", None, f"outbox row {o.id}"))
         else:  # marked once the broker acknowledged the record
             hops.append(Hop("outbox published", "auth", instant(o.published_at),
-                            f"outbox row {o.id}", after="profile-insert record"))
-    for topic, service, after in ((PROFILE_INSERT, "auth", "accepted"),
-                                  (PARTNER_CREATED, "member", "partner profile stored")):
+                            f"outbox row {o.id}"))
+    for topic, service in ((PROFILE_INSERT, "auth"), (PARTNER_CREATED, "member")):
         for r in await _records(settings, topic, uuid):
             hops.append(Hop(f"{topic} record", service,
                             datetime.fromtimestamp(r.timestamp / 1000, UTC),
-                            f"{topic}[{r.partition}]@{r.offset}", after=after))
+                            f"{topic}[{r.partition}]@{r.offset}"))
     for model, kind in ((schema.UserProfile, "user"), (schema.PartnerProfile, "partner")):
         table = table_of(model)
         for p in await _rows(settings.database_url("member"), model, table.c.uuid == uuid):
             hops.append(Hop(f"{kind} profile stored", "member", instant(p.stored_at),
-                            f"nickname {p.nickname!r}", after="profile-insert record"))
+                            f"nickname {p.nickname!r}"))
     summaries = table_of(schema.PartnerSummaryRow)
     for s in await _rows(settings.database_url("batch"), schema.PartnerSummaryRow,
                          summaries.c.partner_id == uuid):
         hops.append(Hop("partner summary stored", "batch", instant(s.summarized_at),
-                        f"style_count {s.style_count}", after="partner-created record"))
+                        f"style_count {s.style_count}"))
     for topic in (PROFILE_INSERT, PARTNER_CREATED):
         for r in await _records(settings, dlq_topic(topic), uuid):
             letter = DeadLetter.from_headers(r.key, r.value, r.headers)
             hops.append(Hop("dead letter", letter.stage,
                             datetime.fromtimestamp(r.timestamp / 1000, UTC),
                             f"{letter.source_topic}[{letter.source_partition}]@"
-                            f"{letter.source_offset}: {letter.error}", after=f"{topic} record"))
+                            f"{letter.source_offset}: {letter.error}"))
     return hops

@@ -31,6 +31,12 @@ from signupflow.web_auth import get_json
 
 Summary = tuple[str, int, datetime]  # nickname, style_count, joined_at (an instant, in UTC)
 SAMPLE = 5
+#: ``signupflow verify``'s exit statuses: the stores agree, they disagree, or a part could not
+#: be read (nothing is known about it: not the same as wrong data).
+CONSISTENT, INCONSISTENT, NOT_CHECKED = 0, 1, 2
+#: The way out when the table cannot be read.
+TABLE_HINT = ("start the batch worker (signupflow up, or make run), or check the databases "
+              "alone: signupflow verify --no-table")
 
 
 @dataclass
@@ -51,10 +57,17 @@ class Report:
     counts: dict[str, int]
     problems: dict[str, list[str]] = field(default_factory=dict)
     in_flight: int = 0
+    #: what could not be read, and why
+    unchecked: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not any(self.problems.values())
+
+    @property
+    def status(self) -> int:
+        """The exit status: a disagreement found outweighs a part left unchecked."""
+        return INCONSISTENT if not self.ok else NOT_CHECKED if self.unchecked else CONSISTENT
 
     def add(self, kind: str, ids: list[str] | set[str]) -> None:
         if ids:
@@ -67,7 +80,12 @@ class Report:
         for kind, ids in self.problems.items():
             sample = ", ".join(ids[:SAMPLE]) + (" ..." if len(ids) > SAMPLE else "")
             lines.append(f"PROBLEM {kind}: {len(ids)} ({sample})")
-        lines.append("consistent" if self.ok else "INCONSISTENT")
+        for what, why in self.unchecked.items():
+            lines.append(f"could not check the {what}: {why}")
+            if what == "partner-summary table":
+                lines.append(f"  {TABLE_HINT}")
+        lines.append({CONSISTENT: "consistent", INCONSISTENT: "INCONSISTENT",
+                      NOT_CHECKED: "NOT CHECKED (what was read agrees)"}[self.status])
         return "\n".join(lines)
 
 
@@ -113,7 +131,7 @@ def reconcile(s: Snapshot) -> Report:
         p for p, (nick, count, _) in s.summaries.items()
         if p in s.partners and (nick != s.partners[p] or count != len(s.styles.get(p, ())))})
     if s.table_error:
-        report.add("table unreadable", {s.table_error})
+        report.unchecked["partner-summary table"] = s.table_error
     if s.table is not None:
         report.add("batch.db differs from table", {
             p for p in s.summaries.keys() | s.table.keys() if s.summaries.get(p) != s.table.get(p)})

@@ -37,7 +37,13 @@ from signupflow.http_input import (
     read_body,
 )
 from signupflow.kafka_client import durable_producer
-from signupflow.metrics import OUTBOX_DELETED, OUTBOX_OLDEST_PENDING, OUTBOX_PENDING, SIGNUPS
+from signupflow.metrics import (
+    OUTBOX_DELETED,
+    OUTBOX_OLDEST_PENDING,
+    OUTBOX_PENDING,
+    SIGNUPS,
+    export_auth_metrics,
+)
 from signupflow.outages import Outage
 from signupflow.settings import Service, get_settings
 from signupflow.shedding import Gone, HashGate, Late, RateLimiter, admission, shed, timed
@@ -89,6 +95,7 @@ async def outbox_backlog() -> None:
 
 
 app.metric_refreshers.append(outbox_backlog)
+export_auth_metrics()
 
 
 def error(view: View, status: int, message: str, **extra: object) -> Response:

@@ -82,27 +82,98 @@ async def ask_others(app: AppT, table_name: str, path: str, params: Mapping[str,
     return list(answers), 1 + len(others)
 
 
+class Unavailable(Exception):
+    """The whole table cannot be answered for now (503): the message says why."""
+
+
+def owner(app: AppT, table_name: str, partition: int) -> str | None:
+    """The base URL of the worker that owns ``partition`` of the table now (None: nobody has
+    it yet)."""
+    changelog = app.tables[table_name].changelog_topic.get_topic_name()
+    for url, topics in app.router.table_metadata(table_name).items():
+        if partition in topics.get(changelog, ()):
+            return str(url).rstrip("/")
+    return None
+
+
+async def at_owner(view: View, request: Request, table_name: str, partition: int,
+                   here: Callable[[], Response]) -> Response:
+    """``here()`` on the worker that owns ``partition`` of the table: this one, or the owner
+    asked for the same path (``scope=local``), its answer passed on; 503 in a rebalance, when
+    nobody owns it, or when the owner does not answer.
+
+    Not Faust's ``table_route``: it asks its producer for the key's partition, and a producer
+    that never wrote to the changelog knows none of its partitions (a 500 on a batch worker
+    that had written no summary yet).
+    """
+    app = view.app
+    try:
+        settled(app)
+        url = owner(app, table_name, partition)
+        if url is None:
+            raise Unavailable(f"no worker owns partition {partition} of {table_name} yet")
+        if request.query.get("scope") == "local" or url == str(
+                app.conf.canonical_url).rstrip("/"):
+            return here()
+        token = cast("ServiceApp", app).signupflow_settings.web_token
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5),
+                                         headers=authorization(token)) as session, \
+                session.get(f"{url}{request.rel_url.path}?scope=local") as resp:
+            return view.json(json.loads(await resp.text()), status=resp.status)
+    except Unavailable as exc:
+        return view.json({"error": str(exc)}, status=503)
+    except UNANSWERED as exc:
+        return view.json({"error": f"the worker owning partition {partition} did not "
+                                   f"answer: {exc}"}, status=503)
+
+
+def settled(app: AppT) -> None:
+    """:class:`Unavailable` during a rebalance: until this worker's recovery from the
+    changelog is over, its partitions' entries are missing or stale, and a part of the table
+    must not pass for all of it."""
+    if app.rebalancing:
+        raise Unavailable("rebalancing: this worker's partitions are moving, and its part of "
+                          "the table is recovered from the changelog; ask again in a moment")
+
+
+async def every_worker(app: AppT, table_name: str, path: str, params: Mapping[str, str],
+                       local: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """Every worker's answer to ``path`` over its part of the table (``local``, this one's,
+    first), and how many workers there are; :class:`Unavailable` in a rebalance or if a
+    worker holding part of the table did not answer."""
+    settled(app)
+    try:
+        others, workers = await ask_others(app, table_name, path, params)
+    except UNANSWERED as exc:
+        raise Unavailable(f"a worker holding part of the table did not answer: {exc}") from exc
+    return [local, *others], workers
+
+
 async def across_workers(
     view: View, request: Request, table_name: str, params: Mapping[str, str],
     local: dict[str, Any], merge: Callable[[list[dict[str, Any]], int], dict[str, Any]],
 ) -> Response:
-    """The answer of a view over the whole table: ``local`` (this worker's partitions) to a
-    ``scope=local`` request, else ``merge`` of every worker's answer (``local`` first) and how
-    many workers there are; 503 if a worker holding part of the table did not answer.
-
-    A worker in a rebalance answers 503 too: until its recovery from the changelog is over,
-    its partitions' entries are missing or stale, and a part of the table must not pass for
-    all of it.
-    """
-    if view.app.rebalancing:
-        return view.json({"error": "rebalancing: this worker's partitions are moving, and its "
-                                   "part of the table is recovered from the changelog; ask "
-                                   "again in a moment"}, status=503)
-    if request.query.get("scope") == "local":
-        return view.json(local)
+    """The answer of a JSON view over the whole table: ``local`` (this worker's partitions) to
+    a ``scope=local`` request, else ``merge`` of every worker's answer and how many workers
+    there are; 503 while that cannot be had (:func:`every_worker`)."""
     try:
-        others, workers = await ask_others(view.app, table_name, request.rel_url.path, params)
-    except UNANSWERED as exc:
-        return view.json({"error": f"a worker holding part of the table did not answer: "
-                                   f"{exc}"}, status=503)
-    return view.json(merge([local, *others], workers))
+        settled(view.app)
+        if request.query.get("scope") == "local":
+            return view.json(local)
+        answers, workers = await every_worker(view.app, table_name, request.rel_url.path,
+                                              params, local)
+    except Unavailable as exc:
+        return view.json({"error": str(exc)}, status=503)
+    return view.json(merge(answers, workers))
+
+
+def redirect_without_slash(app: AppT, path: str) -> None:
+    """``path`` without its trailing slash redirects to it (308, the query kept): a bare 404
+    for ``/partners`` told a user nothing."""
+
+    @app.page(path.rstrip("/"), name=f"{path.strip('/')} without its slash")
+    class WithoutSlash(View):
+        async def get(self, request: Request) -> Response:
+            query = request.rel_url.query_string
+            target = f"{path}?{query}" if query else path
+            return self.text(f"see {target}\n", status=308, headers={"Location": target})

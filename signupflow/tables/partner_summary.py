@@ -7,8 +7,10 @@ is written to the changelog partition its events arrive on.
 from __future__ import annotations
 
 import html
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -17,7 +19,14 @@ from faust.web import Request, Response, View
 
 from signupflow.domain.styles import STYLES
 from signupflow.models.events import PartnerSummary
-from signupflow.tables.partitioned import across_workers, owned_partitions
+from signupflow.tables.partitioned import (
+    Unavailable,
+    across_workers,
+    at_owner,
+    every_worker,
+    owned_partitions,
+    redirect_without_slash,
+)
 from signupflow.topics import PARTNER_SUMMARY, partition_for
 
 TABLE_NAME = PARTNER_SUMMARY
@@ -83,27 +92,47 @@ def listing(rows: list[dict[str, Any]], query: PageQuery, workers: int) -> dict[
             "next": rows[-1]["partner_id"] if len(rows) == query.limit else None}
 
 
-def render_html(rows: list[dict[str, Any]]) -> str:
-    """A plain server-rendered page (no JavaScript) listing the summaries."""
+def render_html(page: Mapping[str, Any], query: PageQuery) -> str:
+    """A plain server-rendered page (no JavaScript) of one page of summaries, every worker's,
+    with a link to the next page. Every value is escaped."""
     body = "\n".join(
         "<tr data-partner-id=\"{id}\"><td>{id}</td><td>{nick}</td><td>{styles}</td>"
         "<td>{joined}</td></tr>".format(
             id=html.escape(r["partner_id"]), nick=html.escape(r["nickname"]),
             styles=r["style_count"], joined=html.escape(r["joined_at"]))
-        for r in rows
+        for r in page["partners"]
     )
+    more = ""
+    if page["next"]:
+        href = "/partners.html?" + urllib.parse.urlencode(
+            {**query.params(), "after": page["next"]})
+        more = f'<p><a id="next" href="{html.escape(href)}">next page</a></p>'
+    search = f" whose nickname contains <q>{html.escape(query.q)}</q>" if query.q else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Partner summaries</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.3em .6em}}</style></head>
 <body><h1>Partner summaries</h1>
-<p>Faust table <code>{TABLE_NAME}</code>: <strong id="count">{len(rows)}</strong> partners,
+<p>Faust table <code>{TABLE_NAME}</code>, from {page["workers"]} worker(s):
+<strong id="count">{page["count"]}</strong> partners on this page{search}, by partner id;
 {len(STYLES)} styles in the catalogue.</p>
 <table id="summaries"><thead><tr><th>partner id</th><th>nickname</th><th>favourite styles</th>
 <th>joined at</th></tr></thead><tbody>
 {body}
-</tbody></table></body></html>
+</tbody></table>
+{more}</body></html>
 """
+
+
+def error_html(status: int, message: str) -> str:
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status}"
+            f"</title></head><body><p>{html.escape(message)}</p></body></html>\n")
+
+
+def merged(pages: list[dict[str, Any]], workers: int, query: PageQuery) -> dict[str, Any]:
+    """One page of the whole table, from every worker's page."""
+    return listing(query.page(row for page in pages for row in page["partners"]), query,
+                   workers)
 
 
 def owned(app: faust.App, table: SummaryTable) -> list[dict[str, Any]]:
@@ -116,7 +145,9 @@ def owned(app: faust.App, table: SummaryTable) -> list[dict[str, Any]]:
 
 def register_views(app: faust.App, table: SummaryTable) -> None:
     """JSON at ``/partners/`` (paged, searchable, every worker's entries) and
-    ``/partners/{id}/``, HTML at ``/partners.html``."""
+    ``/partners/{id}/``, HTML at ``/partners.html`` (the same pages)."""
+
+    redirect_without_slash(app, "/partners/")
 
     @app.page("/partners/")
     class PartnerList(View):
@@ -125,25 +156,35 @@ def register_views(app: faust.App, table: SummaryTable) -> None:
                 query = PageQuery.parse(request.query)
             except ValueError as exc:
                 return self.json({"error": str(exc)}, status=400)
-
-            def merge(pages: list[dict[str, Any]], workers: int) -> dict[str, Any]:
-                rows = query.page(row for page in pages for row in page["partners"])
-                return listing(rows, query, workers)
-
             local = listing(query.page(owned(app, table)), query, 1)
-            return await across_workers(self, request, TABLE_NAME, query.params(), local, merge)
+            return await across_workers(self, request, TABLE_NAME, query.params(), local,
+                                        partial(merged, query=query))
 
     @app.page("/partners/{partner_id}/")
     class PartnerDetail(View):
-        # table_route's type forgets the path's arguments (partner_id) that aiohttp passes
-        @app.table_route(table=table, match_info="partner_id")  # type: ignore[arg-type]
         async def get(self, request: Request, partner_id: str) -> Response:
-            summary = table.get(partner_id)
-            if summary is None:
-                return self.json({"error": f"no partner {partner_id!r}"}, status=404)
-            return self.json(summary.asdict())
+
+            def here() -> Response:
+                summary = table.get(partner_id)
+                if summary is None:
+                    return self.json({"error": f"no partner {partner_id!r}"}, status=404)
+                return self.json(summary.asdict())
+
+            partitions = table.partitions or app.conf.topic_partitions
+            return await at_owner(self, request, TABLE_NAME,
+                                  partition_for(partner_id, partitions), here)
 
     @app.page("/partners.html")
     class PartnerPage(View):
         async def get(self, request: Request) -> Response:
-            return self.html(render_html(owned(app, table)))
+            try:
+                query = PageQuery.parse(request.query)
+            except ValueError as exc:
+                return self.html(error_html(400, str(exc)), status=400)
+            local = listing(query.page(owned(app, table)), query, 1)
+            try:  # the other workers' parts, as /partners/ has them
+                pages, workers = await every_worker(app, TABLE_NAME, "/partners/",
+                                                    query.params(), local)
+            except Unavailable as exc:
+                return self.html(error_html(503, str(exc)), status=503)
+            return self.html(render_html(merged(pages, workers, query), query))

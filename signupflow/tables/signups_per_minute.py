@@ -49,7 +49,12 @@ from signupflow.domain.per_minute import (
     expired,
     series,
 )
-from signupflow.tables.partitioned import across_workers, owned_partitions, write_acknowledged
+from signupflow.tables.partitioned import (
+    across_workers,
+    owned_partitions,
+    redirect_without_slash,
+    write_acknowledged,
+)
 from signupflow.topics import SIGNUPS_PER_MINUTE
 
 TABLE_NAME = SIGNUPS_PER_MINUTE
@@ -117,6 +122,8 @@ def owned_counts(app: faust.App, windows: WindowWrapperT) -> list[tuple[MinuteKe
 
 def register_views(app: faust.App, windows: WindowWrapperT) -> None:
     """JSON at ``/signups-per-minute/?minutes=N``: every worker's counts, minute by minute."""
+
+    redirect_without_slash(app, "/signups-per-minute/")
 
     @app.page("/signups-per-minute/")
     class SignupsPerMinute(View):

@@ -41,12 +41,14 @@ def dump_dom(url: str, profile_dir: Path, timeout: float = 60, *extra: str) -> s
 
 
 class SummaryTable(HTMLParser):
-    """The partner rows (``tr[data-partner-id]`` cell texts) and the ``#count`` text of a DOM."""
+    """The partner rows (``tr[data-partner-id]`` cell texts), the ``#count`` text and the
+    ``a#next`` link of a DOM."""
 
     def __init__(self, dom: str) -> None:
         super().__init__()
         self.rows: dict[str, list[str]] = {}
         self.count = ""
+        self.next: str | None = None
         self._row: str | None = None
         self._in_cell = self._in_count = False
         self.feed(dom)
@@ -62,6 +64,8 @@ class SummaryTable(HTMLParser):
             self.rows[self._row].append("")
         elif attr.get("id") == "count":
             self._in_count = True
+        elif tag == "a" and attr.get("id") == "next":
+            self.next = attr.get("href")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "td":

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from signupflow import broker
 from signupflow.broker import free_port
 from signupflow.supervisor import start_worker, stop_process
 from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, changelog_topic
@@ -91,6 +92,20 @@ def test_broker_start_nodes_3_then_topics_gives_replicated_topics(tmp_path: Path
         assert "3 of 3 nodes running" in status.stdout
         assert f"{PROFILE_INSERT}[0]: leader" in status.stdout
         assert "UNDER-REPLICATED" not in status.stdout
+        partitions = status.stdout.count("]: leader ")
+        assert status.stdout.splitlines()[-1] == (
+            f"3 nodes up, {partitions} partitions, 0 under-replicated")
+        # a node stopped, as in a rolling upgrade: a verdict, and a wait for the way back
+        assert broker.stop(tmp_path / "broker", node=3)
+        status = cli("broker", "status")
+        assert status.returncode == 1, status.stdout
+        last = status.stdout.splitlines()[-1]
+        assert last.startswith(f"2 of 3 nodes up, {partitions} partitions, "), last
+        assert "UNDER-REPLICATED" in status.stdout and ", 0 under-replicated" not in last
+        assert cli("broker", "start", "--nodes", "3").returncode == 0
+        status = cli("broker", "status", "--wait", "120")
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.splitlines()[-1].endswith(", 0 under-replicated")
     finally:
         stopped = cli("broker", "stop")
     assert stopped.stdout.strip() == "broker stopped"

@@ -145,3 +145,35 @@ def test_replaying_profile_insert_from_zero_in_a_fresh_group_creates_no_duplicat
         # the PostgreSQL run really wrote there, not to the default SQLite files
         assert [(tmp_system.data_dir / f"{s}.db").exists() for s in SERVICES] == [
             database == "sqlite"] * len(SERVICES)
+
+
+@pytest.mark.parametrize("service", ["member", "batch"])
+def test_a_service_is_rebuilt_by_a_replay_under_a_new_app_id(
+    tmp_system: System, service: str,
+) -> None:
+    """docs/production.md, "Replaying under a new app id": a lost database (or table) comes
+    back whole from its topic, into an empty database, under a new consumer group."""
+    tmp_system.start()
+    assert finish(tmp_system.signup(300, seed=17)) == 300
+    tmp_system.assert_exactly(300, seed=17)
+    partners = tmp_system.count("member", "partner_profile")
+    tmp_system.stop(service)  # 1. every worker of the service
+    group = f"signupflow-{service}-2"  # 2. a new app id and an empty database, its topics
+    tmp_system.env.update({
+        f"SIGNUPFLOW_{service.upper()}_APP_ID": group,
+        f"SIGNUPFLOW_{service.upper()}_DATABASE_URL":
+            f"sqlite+aiosqlite:///{tmp_system.root / 'rebuilt.db'}"})
+    topics = tmp_system.cli("topics")
+    assert topics.returncode == 0 and f"{group}-__assignor-__leader" in topics.stdout, topics
+    tmp_system.start(service)  # 3. until the new group has read its topic
+    topic = PROFILE_INSERT if service == "member" else PARTNER_CREATED
+    tmp_system.wait_until(lambda: lag(tmp_system.bootstrap, group, topic) == 0, 120,
+                          f"{group} to replay {topic} from its first offset")
+    if service == "member":  # (its replay published every PartnerCreated again)
+        tmp_system.wait_until(
+            lambda: lag(tmp_system.bootstrap, "signupflow-batch", PARTNER_CREATED) == 0, 60,
+            "batch to absorb the PartnerCreated published again")
+    tmp_system.assert_exactly(300, seed=17)  # 4. the rebuilt database, and verify
+    assert tmp_system.count("member", "partner_profile") == partners
+    assert tmp_system.count("batch", "partner_summary") == partners
+    assert (tmp_system.root / "rebuilt.db").exists()

@@ -5,6 +5,7 @@ tables' views from any worker (partners; signups per minute equal to member.db's
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import urllib.error
@@ -19,6 +20,7 @@ from signupflow.client import post_signups
 from signupflow.domain.fake import fake_signups
 from signupflow.settings import SERVICES
 from signupflow.topics import PROFILE_INSERT
+from tests.integration.browser import SummaryTable, dump_dom
 from tests.integration.kafka_util import changelog_config, produce
 from tests.integration.system import System
 
@@ -85,6 +87,29 @@ def test_metrics_equal_the_known_counts_after_a_load(system: System) -> None:
     assert value(batch, "signupflow_table_entries", table="partner-summary") == partners
 
 
+def test_views_answer_without_their_trailing_slash(system: System) -> None:
+    """Finding: `/partners` and `/signups-per-minute` answered a bare 404."""
+    for name, path, query in [("batch", "/partners", "limit=2"),
+                              ("member", "/signups-per-minute", "minutes=3")]:
+        status, slashed = get(f"{system.url(name)}{path}/?{query}")
+        assert status == 200
+        with urllib.request.urlopen(f"{system.url(name)}{path}?{query}", timeout=10) as resp:
+            assert resp.url == f"{system.url(name)}{path}/?{query}"  # a redirect, query kept
+            assert json.loads(resp.read()).keys() == slashed.keys()
+    assert len(get(f"{system.url('batch')}/partners?limit=2")[1]["partners"]) == 2
+
+
+def test_only_auth_exports_the_outbox_and_signup_metrics(system: System) -> None:
+    """Finding: member and batch exported auth's outbox gauges, always 0."""
+    auth_only = ("signupflow_outbox_", "signupflow_signups")  # families: no _total
+    assert any(n.startswith(auth_only) for n, _ in metrics(system, "auth"))
+    for service in ("member", "batch"):
+        _, text = get(system.url(service) + "/metrics")
+        exported = {f.name for f in text_string_to_metric_families(text)}
+        assert not [n for n in exported if n.startswith(auth_only)], (service, exported)
+        assert "signupflow_consumer_lag" in exported
+
+
 def test_ready_says_why_while_the_broker_is_down_and_health_stays_up(system: System) -> None:
     system.wait_until(
         lambda: all(get(system.url(s) + "/ready") == (200, {"ready": True}) for s in SERVICES),
@@ -116,6 +141,17 @@ def trace(system: System, who: str) -> tuple[int, dict[str, Any]]:
     return result.returncode, json.loads(result.stdout) if result.returncode == 0 else {}
 
 
+def in_time_order(hops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The hops, checked to come in time order, each delay from the signup and from the hop
+    before (finding: listed in the flow's order, each delay from another step)."""
+    assert [h["at"] for h in hops] == sorted(h["at"] for h in hops), hops
+    assert hops[0]["since_signup_ms"] == 0 and hops[0]["since_previous_ms"] is None
+    for before, hop in itertools.pairwise(hops):
+        assert hop["since_previous_ms"] >= 0, hops
+        assert hop["since_signup_ms"] == before["since_signup_ms"] + hop["since_previous_ms"]
+    return hops
+
+
 def test_trace_shows_every_hop_of_a_user_and_a_partner_and_a_dead_letter(
     system: System,
 ) -> None:
@@ -131,17 +167,16 @@ def test_trace_shows_every_hop_of_a_user_and_a_partner_and_a_dead_letter(
 
     code, by_email = trace(system, bodies[0]["email"].upper())
     assert code == 0 and by_email["uuid"] == user
-    steps = [h["step"] for h in by_email["hops"]]
-    assert steps == ["accepted", "profile-insert record", "outbox published",
-                     "user profile stored"], steps
-    assert by_email["hops"][0]["delay_ms"] is None
-    assert all(h["delay_ms"] >= 0 for h in by_email["hops"][1:])
-    assert by_email["hops"][1]["detail"].startswith("profile-insert[")
+    hops = in_time_order(by_email["hops"])
+    # the relay marks its row after the broker's ack: before or after the profile is stored
+    assert [h["step"] for h in hops[:2]] == ["accepted", "profile-insert record"]
+    assert sorted(h["step"] for h in hops[2:]) == ["outbox published", "user profile stored"]
+    assert hops[1]["detail"].startswith("profile-insert[")
 
-    steps = [h["step"] for h in trace(system, partner)[1]["hops"]]
-    assert steps == ["accepted", "profile-insert record", "outbox published",
-                     "partner profile stored", "partner-created record",
-                     "partner summary stored"], steps
+    hops = in_time_order(trace(system, partner)[1]["hops"])
+    steps = [h["step"] for h in hops if h["step"] != "outbox published"]
+    assert steps == ["accepted", "profile-insert record", "partner profile stored",
+                     "partner-created record", "partner summary stored"], steps
 
     stranger = "00000000-0000-4000-8000-00000000f00d"
     produce(system.bootstrap, PROFILE_INSERT, [(stranger.encode(), json.dumps({
@@ -189,10 +224,26 @@ def test_either_batch_worker_lists_every_partner_paged_and_searchable(system: Sy
             assert {r["partner_id"] for r in found} == {
                 p for p, nick in summaries.items() if needle.casefold() in nick.casefold()}
             assert found
+            # the HTML page too (finding: it showed the asking worker's partitions only),
+            # in a browser, paged as the JSON view
+            html = SummaryTable(dump_dom(f"{system.url(name)}/partners.html?limit=1000",
+                                         system.root / "chromium"))
+            assert {p: cells[1] for p, cells in html.rows.items()} == summaries
+            assert html.count == str(len(summaries))
+            first = SummaryTable(dump_dom(f"{system.url(name)}/partners.html?limit=7",
+                                          system.root / "chromium"))
+            assert list(first.rows) == sorted(summaries)[:7] and first.next is not None
+            second = SummaryTable(dump_dom(f"{system.url(name)}{first.next}",
+                                           system.root / "chromium"))
+            assert list(second.rows) == sorted(summaries)[7:14]
         status, body = get(system.url("batch-2") + "/partners/?limit=0")
         assert status == 400 and "limit must be" in body["error"]
-        assert get(system.url("batch-2") + "/partners/00000000-0000-4000-8000-00000000dead/"
-                   )[0] == 404
+        for name in ("batch", "batch-2"):  # each partner from either worker, whoever owns it
+            assert get(system.url(name) + "/partners/00000000-0000-4000-8000-00000000dead/"
+                       )[0] == 404
+            for partner_id, nickname in summaries.items():
+                status, detail = get(f"{system.url(name)}/partners/{partner_id}/")
+                assert (status, detail["nickname"]) == (200, nickname), (name, detail)
     finally:
         system.stop("batch-2")
 

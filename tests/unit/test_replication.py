@@ -85,7 +85,7 @@ def test_signupflow_topics_creates_every_table_changelog_as_its_table_asks() -> 
 
     settings = load_settings({})
     apps = [auth.app, member.app, batch.app]
-    tables = table_topics()
+    tables = table_topics(settings)
 
     assert tables[changelog_topic("signupflow-batch", "partner-summary")] == {
         "cleanup.policy": "compact"}

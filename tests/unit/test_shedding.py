@@ -215,3 +215,41 @@ async def test_the_admission_middleware_answers_before_the_view_runs() -> None:
         gate.close()
     assert refused == ["rate_limited", "shed"]
     assert reached == ["/signup", "/signup", "/health"]
+
+
+async def test_a_refused_connection_is_not_read_for_a_moment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal goes out at once; the same client's next request on that connection waits
+    (a lower bound: it can only be slower on a loaded machine)."""
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from signupflow import shedding
+
+    monkeypatch.setattr(shedding, "MAX_HOLD", 0.4)
+    limiter = RateLimiter(rate=0.001, burst=1)
+    gate = HashGate(concurrency=1, budget=1, seconds_per_hash=1)
+
+    async def view(_request: web.Request) -> web.Response:
+        return web.Response(status=201)
+
+    app = web.Application(middlewares=[shedding.admission("/signup", limiter, gate, PROXY,
+                                                          lambda _: None)])
+    app.router.add_post("/signup", view)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    connector = aiohttp.TCPConnector(limit=1)  # one connection: the second request reuses it
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            statuses, times = [], []
+            for _ in range(3):
+                start = time.perf_counter()
+                async with session.post(server.make_url("/signup"), data=b"{}") as resp:
+                    statuses.append(resp.status)
+                times.append(time.perf_counter() - start)
+    finally:
+        await server.close()
+        gate.close()
+    assert statuses == [201, 429, 429]
+    assert times[2] >= 0.35  # read only once the hold after the first refusal was over

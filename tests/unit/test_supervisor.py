@@ -5,18 +5,26 @@ the outages' transitions from the workers' logs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from signupflow.supervisor import (
     LogFollower,
     Restarts,
+    Stopped,
     _alive,
+    signals_ignored,
     start_process,
+    stop_on_signals,
     stop_pids,
     stop_process,
+    stop_processes,
     supervise,
     transition,
 )
@@ -115,3 +123,39 @@ def test_supervise_starts_an_exited_worker_again_and_echoes_transitions(
     assert shown[0] == "00:32:00 member: wedged, not ready for 10s"
     assert shown[1].endswith("member worker exited (status 70: wedged); starting it again in 1s")
     assert len(shown) == 2
+
+
+def test_stop_processes_stops_them_at_once_and_kills_the_stubborn_after_the_timeout() -> None:
+    """`up` stops its three workers together: one shutdown timeout, not three in a row."""
+    procs = [spawn(STUBBORN), spawn(STUBBORN), spawn(STUBBORN), spawn(POLITE)]
+    started = time.monotonic()
+    stop_processes(procs, timeout=1.0)
+    assert 1.0 <= time.monotonic() - started < 2.5  # one after the other: 3 s at least
+    assert [p.returncode for p in procs] == [-signal.SIGKILL] * 3 + [-signal.SIGTERM]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_each_stop_signal_raises_stopped_and_the_handlers_are_restored(
+        sig: signal.Signals) -> None:
+    before = signal.getsignal(sig)
+    with pytest.raises(Stopped) as raised, stop_on_signals():
+        os.kill(os.getpid(), sig)
+        time.sleep(1)  # the handler runs at the next bytecode; never reached
+    assert raised.value.signal == sig
+    assert signal.getsignal(sig) == before
+
+
+def test_an_ignored_sigint_is_handled_but_an_ignored_sighup_stays_ignored_for_nohup() -> None:
+    """A script's `up &` inherits SIGINT ignored; `nohup up` inherits SIGHUP ignored."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGHUP)}
+    try:
+        with stop_on_signals():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            with pytest.raises(Stopped):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+            with signals_ignored():  # while stopping, a second signal changes nothing
+                os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

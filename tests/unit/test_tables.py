@@ -9,6 +9,7 @@ from typing import Any, cast
 import pytest
 
 from signupflow.tables import partitioned
+from signupflow.tables.partner_summary import PageQuery, listing, render_html
 
 
 class View:
@@ -73,3 +74,28 @@ async def test_a_worker_that_does_not_answer_is_a_503(monkeypatch: pytest.Monkey
     assert await answer(View()) == (503, {
         "error": "a worker holding part of the table did not answer: worker "
                  "http://127.0.0.1:1 answered 503"})
+
+
+def test_the_html_page_escapes_user_text_and_links_the_next_page_of_the_same_query() -> None:
+    rows = [{"partner_id": f"p{i}", "nickname": "<b>x</b>&" if i == 0 else f"n{i}",
+             "style_count": 1, "joined_at": "2026-12-06T10:00:00+00:00"} for i in range(2)]
+    query = PageQuery(limit=2, q="<x&")
+    page = render_html(listing(rows, query, 2), query)
+    assert "<td>&lt;b&gt;x&lt;/b&gt;&amp;</td>" in page and "<b>x</b>" not in page
+    assert "<q>&lt;x&amp;</q>" in page and "from 2 worker(s)" in page
+    assert 'href="/partners.html?limit=2&amp;after=p1&amp;q=%3Cx%26"' in page
+    assert 'id="next"' not in render_html(listing(rows[:1], query, 1), query)
+
+
+def test_the_owner_of_a_partition_is_read_from_the_assignment() -> None:
+    """/partners/{id}/ goes to this worker (not to Faust's producer, which knows no partition
+    of a changelog it never wrote to)."""
+    changelog = SimpleNamespace(get_topic_name=lambda: "b-partner-summary-changelog")
+    app: Any = SimpleNamespace(
+        tables={"partner-summary": SimpleNamespace(changelog_topic=changelog)},
+        router=SimpleNamespace(table_metadata=lambda name: {
+            "http://w1:6068/": {"b-partner-summary-changelog": [0, 2], "other": [1]},
+            "http://w2:6068": {"b-partner-summary-changelog": [1, 3]}}))
+    assert partitioned.owner(app, "partner-summary", 2) == "http://w1:6068"
+    assert partitioned.owner(app, "partner-summary", 1) == "http://w2:6068"
+    assert partitioned.owner(app, "partner-summary", 4) is None

@@ -111,9 +111,21 @@ def test_events_deleted_by_the_outbox_retention_are_no_problem() -> None:
     assert report.ok and report.problems == {} and report.in_flight == 0
 
 
-def test_an_unreadable_table_is_a_problem_and_an_unchecked_one_is_not() -> None:
+def test_an_unreadable_table_is_not_checked_rather_than_a_problem() -> None:
+    """Exit 2, not 1: nothing is known about the table, which is not the same as wrong."""
     snapshot = clean()
     snapshot.table, snapshot.table_error = None, "batch web view: refused"
-    assert reconcile(snapshot).problems == {"table unreadable": ["batch web view: refused"]}
-    snapshot.table_error = None
-    assert reconcile(snapshot).ok
+    report = reconcile(snapshot)
+    assert report.ok and report.problems == {} and report.status == 2
+    assert report.unchecked == {"partner-summary table": "batch web view: refused"}
+    assert "--no-table" in report.render() and "INCONSISTENT" not in report.render()
+    snapshot.table_error = None  # left out on purpose (--no-table)
+    assert reconcile(snapshot).status == 0
+
+
+def test_a_disagreement_outweighs_an_unreadable_table() -> None:
+    snapshot = clean()
+    snapshot.table, snapshot.table_error = None, "batch web view: refused"
+    del snapshot.users[USER]
+    report = reconcile(snapshot)
+    assert report.status == 1 and report.render().endswith("INCONSISTENT")
