@@ -16,9 +16,10 @@ Faust's consumer line up for that (upstream: faust-streaming #606, #596; PR #707
    rebalance Faust seeks every partition to its committed offset and sets its read offset
    there; the fetch loop may still be iterating a batch fetched before, and sets the read
    offset past the seek's after each message it hands on. The messages the seek re-reads then
-   fall below the read offset and are dropped as already seen. Here a seek starts a new epoch:
-   the rest of an older batch is not handed out, and a read offset from an older batch is
-   not recorded.
+   fall below the read offset and are dropped as already seen. Here each seek is counted on
+   the consumer's thread where aiokafka makes it, and each fetch is stamped there with the
+   counts: records from before a partition's latest seek are not handed out, their read
+   offsets are not recorded, and the read offset moves with the seek itself.
 
 With (1) alone a dropped message would stall the partition's commits instead of being lost;
 (2) keeps it from being dropped. docs/decisions/rebalance-offsets.md has the details.
@@ -61,15 +62,64 @@ class ReadOffsets(defaultdict[TP, int | None]):
         super().__setitem__(tp, offset)
 
 
+class Fetched(dict[TP, list[Any]]):
+    """Records as aiokafka returned them, with the number of seeks each partition had had
+    at that moment (:attr:`Consumer.moves`), taken on the consumer's thread right then."""
+
+    positions: Mapping[TP, int]
+
+
+class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread (where aiokafka runs), which counts each partition's position
+    changes where they happen and stamps each fetch with those counts.
+
+    Both happen on this thread's loop, with no await between aiokafka handing records over
+    and the stamp: a seek is either before (its records are from the new position) or after
+    (they are from before it). From the main loop the two cannot be told apart: a stamp taken
+    there before the fetch took a seek the fetch waited through for one that came after it
+    (its fresh records dropped, their positions gone: a stall), one taken after it took a
+    seek still on its way for one already made (records from the old position handed out,
+    then the position's records dropped as already read: the 10 s stall of issue 21 item 3).
+    """
+
+    consumer: Consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self.count_seeks(self._ensure_consumer())
+
+    def count_seeks(self, driver: Any) -> None:
+        """Have every position change of aiokafka's fetcher (``seek_to``: seek, seek to the
+        committed offsets, recovery's seeks) counted as it is made."""
+        fetcher = driver._fetcher
+        seek_to = fetcher.seek_to
+
+        def counted_seek_to(tp: Any, offset: int) -> None:
+            seek_to(tp, offset)
+            self.consumer.moved(ensure_TP(tp), offset)
+
+        fetcher.seek_to = counted_seek_to
+
+    async def _fetch_records(
+        self, consumer: Any, active_partitions: set[TP],
+        timeout: float | None = None,  # noqa: ASYNC109 - Faust's signature
+        max_records: int | None = None,
+    ) -> RecordMap:
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
+                                               max_records=max_records)
+        fetched = Fetched(records)
+        fetched.positions = {tp: self.consumer.moves(tp) for tp in fetched}
+        return fetched
+
+
 class Consumer(aiokafka.Consumer):
     """aiokafka consumer whose commits never pass an unprocessed event."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._moves: dict[TP, int] = {}  # seeks of each partition (see ConsumerThread)
         super().__init__(*args, **kwargs)
-        self._every_epoch = 0  # seeks of every partition (to the committed offsets)
-        self._epochs: defaultdict[TP, int] = defaultdict(int)  # seeks of one partition
-        self._fetched: tuple[int, dict[TP, int]] = (0, {})  # epochs when last fetched
-        self._handing: tuple[TP, int, int] | None = None  # (tp, offset, epoch) handed out last
+        self._fetched: Mapping[TP, int] = {}  # each partition's moves when last fetched
+        self._handing: tuple[TP, int, int] | None = None  # (tp, offset, moves) handed out last
         self._read_offset: ReadOffsets = ReadOffsets(self)
         self._blocked_since: dict[TP, float] = {}  # when the head of ``tp`` began to block
         self._reading_again: set[asyncio.Task[None]] = set()
@@ -125,26 +175,46 @@ class Consumer(aiokafka.Consumer):
         task.add_done_callback(self._reading_again.discard)
 
     # --- 2. nothing fetched before a seek is handed out after it --------------------------
-    def epoch(self, tp: TP) -> int:
-        """How many seeks moved ``tp`` so far."""
-        return self._every_epoch + self._epochs.get(tp, 0)
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def moves(self, tp: TP) -> int:
+        """How many seeks moved ``tp`` so far (counted where aiokafka made them)."""
+        return self._moves.get(tp, 0)
+
+    def moved(self, tp: TP, offset: int) -> None:
+        """aiokafka has just moved ``tp`` to ``offset`` (on the consumer's thread): one move
+        more, and the read offset goes there at once, before any record from the new position
+        can reach the fetch loop (which would drop the ones below an old read offset)."""
+        self._moves[tp] = self._moves.get(tp, 0) + 1
+        self._read_offset.seek_to(tp, offset if offset else None)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        """On the consumer's thread, like every other seek (Faust's makes this one from the
+        main thread, where it could fall between aiokafka handing records over and their
+        stamp)."""
+        thread = self._thread
+
+        async def seek() -> None:
+            thread.seek(partition, offset)
+
+        await thread.call_thread(seek)
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        # the read offset was set where the seek was made (:meth:`moved`)
+        await self._seek(ensure_TP(partition), offset)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        """``perform_seek``'s seek of every partition: a new epoch for all, *before* it.
+        """``perform_seek``'s seek of every partition to its committed offset.
 
-        Bumped after it, a batch fetched from the new position but collected just before the
-        bump looked stale and was skipped, and the position had moved past it: lost (found by
-        the chaos test). Bumped before, a batch fetched from the old position may pass as
-        fresh: it is handed out, i.e. delivered twice at worst.
+        aiokafka seeks only a partition with a committed offset above 0; any other keeps its
+        position, past records the fetch loop may have dropped when an earlier seek moved it
+        (partner-created[2]@3-4 lost when a second batch worker joined before the first
+        commit, in the 3-node cluster test), and with nothing committed nothing held the
+        commits back. Such a partition is read again from its first offset, which then counts
+        as committed: the head every commit waits for (see perform_seek).
         """
-        self._every_epoch += 1
         committed: Mapping[TP, int] = await super().seek_to_committed()
-        # aiokafka seeks only a partition with a committed offset above 0; any other keeps its
-        # position, past the records this epoch will not hand out: they were skipped for good,
-        # and with nothing committed nothing held the commits back (partner-created[2]@3-4
-        # lost when a second batch worker joined before the first commit, in the 3-node
-        # cluster test). Such a partition is read again from its first offset, which then
-        # counts as committed: the head every commit waits for (see perform_seek).
         unsought = [tp for tp, offset in committed.items()
                     if (offset is None or offset <= 0) and self.app.topics.acks_enabled_for(
                         tp.topic)]
@@ -156,52 +226,31 @@ class Consumer(aiokafka.Consumer):
         return committed
 
     async def perform_seek(self) -> None:
-        await super().perform_seek()
-        # after Faust's bookkeeping, which reads a committed 0 as "nothing committed"
+        """Faust's, but for the read offsets: each was set where its seek was made, and
+        records from there may have been handed out since; setting them again here would
+        rewind them under those (a "gap" then, and a spurious log line)."""
+        committed = await self.seek_to_committed()
+        self._committed_offset.update({ensure_TP(tp): offset if offset else None
+                                       for tp, offset in committed.items() if offset is not None})
+        # after that, which reads a committed 0 as "nothing committed"
         self._committed_offset.update(self._read_from_start)
         self._read_from_start = {}
-
-    async def seek(self, partition: TP, offset: int) -> None:
-        tp = ensure_TP(partition)
-        self._epochs[tp] += 1  # before the seek, as above
-        await super().seek(partition, offset)
-        self._read_offset.seek_to(tp, offset if offset else None)
-
-    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
-        """Table recovery's seek of changelog partitions, which Faust's driver makes without
-        :meth:`seek` (and writes the read offsets itself): a new epoch for each, as there.
-
-        Without it, the fetch loop's write-back of a changelog record it handed out before
-        the seek set the read offset past the seek's, and recovery dropped the records it had
-        asked for as already read: "No event received for active tp ... since recovery
-        start", and the worker never became ready (the stall seen in 1 of 10 runs of the
-        joining-and-leaving fault test; a unit test reproduces the interleaving).
-        """
-        for tp in partitions:
-            self._epochs[ensure_TP(tp)] += 1  # before the seek, as in seek
-        await super().seek_wait(partitions)
-        for tp, offset in partitions.items():
-            self._read_offset.seek_to(ensure_TP(tp), offset if offset > 0 else None)
 
     async def _getmany(
         self, active_partitions: set[TP] | None, timeout: float  # noqa: ASYNC109 - Faust's
     ) -> RecordMap:
         records: RecordMap = await super()._getmany(active_partitions, timeout)
-        # The positions these records were read at hold until the next seek. (The fetch may
-        # have waited for flow to resume, through the very seek that ends a rebalance: an
-        # epoch taken before it would make every fresh record look stale.)
-        self._fetched = (self._every_epoch, dict(self._epochs))
+        self._fetched = getattr(records, "positions", {})
         return records
 
     async def getmany(
         self, timeout: float  # noqa: ASYNC109 - Faust's signature
     ) -> AsyncIterator[tuple[TP, Message]]:
         async for tp, message in super().getmany(timeout):
-            every, each = self._fetched
-            epoch = every + each.get(tp, 0)
-            if self.epoch(tp) != epoch:
-                continue  # this partition was sought since: the seek reads it again
-            self._handing = (tp, message.offset, epoch)
+            moves = self._fetched.get(tp, 0)
+            if self.moves(tp) != moves:
+                continue  # this partition was sought since aiokafka returned it: read again
+            self._handing = (tp, message.offset, moves)
             yield tp, message
 
     def is_stale(self, tp: TP, offset: int | None) -> bool:
@@ -209,7 +258,7 @@ class Consumer(aiokafka.Consumer):
         message it was handed before that partition's latest seek."""
         handing = self._handing
         return (handing is not None and handing[0] == tp and handing[1] == offset
-                and handing[2] != self.epoch(tp))
+                and handing[2] != self.moves(tp))
 
     # --- 3. a direct hand-off when nothing can make it wait -------------------------------
     async def wait_first(

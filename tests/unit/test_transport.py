@@ -1,19 +1,19 @@
-"""The consumer's offsets across a seek (rebalance): no event is ever committed unprocessed.
+"""The consumer's commits: no event is ever committed unprocessed; the direct hand-off.
 
 Reproduces, without a broker, the states that lost ``partner-created[0]@62`` in the scale-out
-fault test on stock faust-streaming 0.15.3 (signupflow/transport.py).
+fault test on stock faust-streaming 0.15.3 (signupflow/transport.py). The fetch loop across
+seeks: test_seek_window.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka
 from faust.types import TP
 from mode.utils.locks import Event
@@ -31,33 +31,10 @@ async def consumer() -> AsyncIterator[Consumer]:
     consumer = batch.app.consumer
     assert isinstance(consumer, Consumer)
     for offsets in (consumer._acked, consumer._acked_index, consumer._gap,
-                    consumer._committed_offset, consumer._read_offset, consumer._epochs,
+                    consumer._committed_offset, consumer._read_offset, consumer._moves,
                     consumer._blocked_since):
         offsets.pop(TP0, None)
     yield consumer
-
-
-def fetch_like_faust(monkeypatch: pytest.MonkeyPatch, fetched: list[tuple[TP, Any]],
-                     during_fetch: Any = None) -> None:
-    """Faust's ``getmany`` in short: fetch (``_getmany``, which may wait through a rebalance's
-    seek: ``during_fetch``), then hand out the records one by one."""
-
-    async def driver_getmany(
-        self: Any, active: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
-    ) -> dict[TP, Any]:
-        if during_fetch is not None:
-            await during_fetch()
-        return {}
-
-    async def stock_getmany(
-        self: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
-    ) -> AsyncIterator[tuple[TP, Any]]:
-        await self._getmany(None, timeout)
-        for item in fetched:
-            yield item
-
-    monkeypatch.setattr(aiokafka.Consumer, "_getmany", driver_getmany)
-    monkeypatch.setattr(faust_consumer.Consumer, "getmany", stock_getmany)
 
 
 def state(consumer: Consumer, committed: int | None, acked: list[int]) -> None:
@@ -131,150 +108,12 @@ async def test_a_gap_right_after_the_head_does_not_let_a_commit_pass_it(
     assert aiokafka.Consumer._new_offset(consumer, TP0) == 73  # the loss, on stock Faust
 
 
-async def test_a_batch_fetched_before_a_seek_is_not_handed_out_after_it(
-    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Without the epochs the loop hands out 64 after the seek and records read offset 64, so
-    the re-read 62 and 63 fall below it and are dropped as already seen."""
-    fetched = [SimpleNamespace(offset=o) for o in (62, 63, 64, 65)]
-
-    async def committed(self: Any) -> Mapping[TP, int]:
-        return {TP0: 62}
-
-    fetch_like_faust(monkeypatch, [(TP0, m) for m in fetched])
-    monkeypatch.setattr(aiokafka.Consumer, "seek_to_committed", committed)
-    handed: list[int] = []
-    async for tp, message in consumer.getmany(timeout=1.0):
-        handed.append(message.offset)
-        if message.offset == 63:
-            await consumer.perform_seek()  # a rebalance ends while 63 is being handed on
-        consumer._read_offset[tp] = message.offset  # what the fetch loop does next
-    assert handed == [62, 63]  # nothing more of the old batch
-    assert consumer._read_offset[TP0] == 62  # the seek's position stands: 62 is read again
-    assert consumer._committed_offset[TP0] == 62
-
-
-CHANGELOG0 = TP("signupflow-batch-partner-summary-changelog", 0)
-
-
-async def drivers_seek_wait(self: Any, partitions: Mapping[TP, int]) -> None:
-    """Faust's driver ``_seek_wait`` as far as offsets go: it writes the read offsets itself."""
-    for tp, offset in partitions.items():
-        if offset > 0:
-            self._read_offset[tp] = offset
-        elif tp in self._read_offset:
-            del self._read_offset[tp]
-
-
-async def test_a_changelog_batch_fetched_before_recoverys_seek_is_not_handed_out_after_it(
-    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The recovery stall: a worker took changelog partitions back that it had read before.
-    Recovery seeks them to their start (``seek_wait``, not ``seek``) while the fetch loop is
-    handing out a changelog record from before; its write-back set the read offset past the
-    seek's, so every record recovery asked for was dropped as already read, and recovery
-    waited for them for ever ("No event received for active tp ... since recovery start")."""
-    consumer._read_offset.pop(CHANGELOG0, None)
-    consumer._epochs.pop(CHANGELOG0, None)
-    monkeypatch.setattr(aiokafka.Consumer, "seek_wait", drivers_seek_wait)
-    fetch_like_faust(monkeypatch, [(CHANGELOG0, SimpleNamespace(offset=o)) for o in (50, 51)])
-    handed: list[int] = []
-    async for tp, message in consumer.getmany(timeout=1.0):
-        handed.append(message.offset)
-        if message.offset == 50:
-            await consumer.seek_wait({CHANGELOG0: 0})  # recovery starts meanwhile
-        consumer._read_offset[tp] = message.offset  # what the fetch loop does next
-    assert handed == [50]  # nothing more of the batch from before the seek
-    assert consumer._read_offset[CHANGELOG0] is None  # the seek's position: read from 0
-    await consumer.seek_wait({CHANGELOG0: 7})
-    assert consumer._read_offset[CHANGELOG0] == 7
-
-
-async def test_a_seek_of_another_partition_drops_nothing(
-    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Table recovery seeks changelog partitions only: a source partition's fetched messages,
-    whose position did not move, must all be handed out (or they are never read again)."""
-    changelog = TP("signupflow-batch-partner-summary-changelog", 0)
-    fetched = [(TP0, SimpleNamespace(offset=o)) for o in (62, 63, 64)]
-
-    async def stock_seek(self: Any, partition: TP, offset: int) -> None:
-        return None
-
-    fetch_like_faust(monkeypatch, fetched)
-    monkeypatch.setattr(aiokafka.Consumer, "seek", stock_seek)
-    handed = []
-    async for tp, message in consumer.getmany(timeout=1.0):
-        handed.append(message.offset)
-        if message.offset == 62:
-            await consumer.seek(changelog, 0)
-        consumer._read_offset[tp] = message.offset
-    assert handed == [62, 63, 64]
-    assert consumer._read_offset[TP0] == 64
-
-
-async def test_records_fetched_after_the_seek_they_waited_for_are_all_handed_out(
-    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The fetch waits for flow to resume, and the rebalance's seek happens in that wait: the
-    records it then returns are read from the new position and must all be handed out (an
-    epoch taken before the wait stalled a batch worker for good in a chaos run)."""
-
-    async def committed(self: Any) -> Mapping[TP, int]:
-        return {TP0: 62}
-
-    monkeypatch.setattr(aiokafka.Consumer, "seek_to_committed", committed)
-    fetch_like_faust(monkeypatch, [(TP0, SimpleNamespace(offset=o)) for o in (62, 63)],
-                     during_fetch=consumer.perform_seek)
-    handed = [message.offset async for _, message in consumer.getmany(timeout=1.0)]
-    assert handed == [62, 63]
-
-
 async def test_a_partition_with_nothing_committed_commits_from_its_first_offset(
     consumer: Consumer,
 ) -> None:
     for nothing in (None, -1):
         state(consumer, nothing, [0, 1, 2])
         assert consumer._new_offset(TP0) == 3
-
-
-async def test_a_partition_with_nothing_committed_is_read_again_from_its_start(
-    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """aiokafka's seek to the committed offsets leaves a partition with none where it was:
-    the rest of the batch being handed out (3, 4) was skipped by the new epoch and never read
-    again, and with nothing committed the commit passed them (lost in the 3-node cluster
-    test, a second batch worker joining before the first commit). Here such a partition is
-    read again from its first offset, and that offset holds every commit back."""
-    sought: list[tuple[TP, int]] = []
-
-    async def committed(self: Any) -> Mapping[TP, int | None]:
-        return {TP0: None}
-
-    async def earliest(*tps: TP) -> Mapping[TP, int]:
-        return {tp: 0 for tp in tps}
-
-    async def stock_seek(self: Any, partition: TP, offset: int) -> None:
-        sought.append((partition, offset))
-
-    monkeypatch.setattr(aiokafka.Consumer, "seek_to_committed", committed)
-    monkeypatch.setattr(aiokafka.Consumer, "seek", stock_seek)
-    monkeypatch.setattr(consumer, "earliest_offsets", earliest)
-    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: True)
-    fetch_like_faust(monkeypatch, [(TP0, SimpleNamespace(offset=o)) for o in range(5)])
-    handed = []
-    async for tp, message in consumer.getmany(timeout=1.0):
-        handed.append(message.offset)
-        if message.offset == 2:
-            await consumer.perform_seek()  # the rebalance's seek, while 2 is handed on
-        consumer._read_offset[tp] = message.offset
-    assert handed == [0, 1, 2]
-    assert sought == [(TP0, 0)]  # read again from the start
-    assert consumer._committed_offset[TP0] == 0
-    consumer._acked[TP0], consumer._acked_index[TP0] = [5, 6], {5, 6}
-    assert consumer._new_offset(TP0) is None  # 0.. must be processed first
-    consumer._committed_offset[TP0] = None
-    assert aiokafka.Consumer._new_offset(consumer, TP0) == 7  # the loss, on stock Faust
 
 
 @dataclass
@@ -326,36 +165,6 @@ async def test_a_head_in_flight_is_waited_for(
     consumer._new_offset(TP0)
     await asyncio.sleep(0)
     assert seeks.sought == []  # a slow batch (an outage, say) is not a lost event
-
-
-async def test_records_fetched_while_the_seek_finishes_are_handed_out(
-    consumer: Consumer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The fetch from the new position can complete while ``seek_to_committed`` is still
-    finishing. With the epoch bumped after the seek, those fresh records looked stale, were
-    skipped, and the position had moved past them: 31 events lost in a chaos run."""
-
-    async def committed(self: Any) -> Mapping[TP, int]:
-        await self._getmany(None, 1.0)  # the fetch from the new position comes back now
-        return {TP0: 40}
-
-    async def stock_getmany(
-        self: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
-    ) -> AsyncIterator[tuple[TP, Any]]:
-        await self.seek_to_committed()
-        for offset in (40, 41):
-            yield TP0, SimpleNamespace(offset=offset)
-
-    async def driver_getmany(
-        self: Any, active: Any, timeout: float  # noqa: ASYNC109 - Faust's signature
-    ) -> dict[TP, Any]:
-        return {}
-
-    monkeypatch.setattr(aiokafka.Consumer, "seek_to_committed", committed)
-    monkeypatch.setattr(aiokafka.Consumer, "_getmany", driver_getmany)
-    monkeypatch.setattr(faust_consumer.Consumer, "getmany", stock_getmany)
-    handed = [message.offset async for _, message in consumer.getmany(timeout=1.0)]
-    assert handed == [40, 41]
 
 
 def test_the_apps_producer_is_idempotent_with_acks_all() -> None:
