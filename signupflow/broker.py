@@ -294,18 +294,25 @@ def _format_storage(java: str, lib: Path, folder: Path, config: Path, cluster_id
 
 async def _brokers_seen(kafka: KafkaAccess) -> int:
     """How many brokers the cluster's metadata lists, asked through ``kafka`` (0: no
-    answer)."""
-    from aiokafka.client import AIOKafkaClient
+    answer). One connection, whose closing is waited for: a client's bootstrap connection is
+    closed without waiting, and a TLS connection whose close_notify is still on its way when
+    the loop ends leaves its socket open (a ResourceWarning, seen under load)."""
+    from aiokafka.conn import AIOKafkaConnection
+    from aiokafka.protocol.metadata import MetadataRequest
 
-    client = AIOKafkaClient(**kafka.options(request_timeout_ms=3000))
+    host, port = kafka.bootstrap.split(",")[0].rsplit(":", 1)
+    options = kafka.options(request_timeout_ms=3000)
+    del options["bootstrap_servers"]
+    conn = AIOKafkaConnection(host, int(port), **options)
     try:
-        await client.bootstrap()
-        metadata = await client.fetch_all_metadata()
-        return len(metadata.brokers())
+        await conn.connect()
+        return len((await conn.send(MetadataRequest([]))).brokers)
     except Exception:
         return 0
     finally:
-        await client.close()
+        closed = conn.close()
+        if conn._protocol is not None:  # a transport was opened: wait for its socket's close
+            await asyncio.wait({closed}, timeout=5)
 
 
 def wait_ready(port: int, timeout: float, alive: Callable[[], bool], log: Path,
