@@ -61,7 +61,8 @@ unit-packages:
 	$(APT_INSTALL)
 
 # The kill-combination chaos tests, SOAK_RUNS times in a row; each run's output is kept in
-# $(SOAK_LOG)/run-N.log, and a failed run's databases, logs and broker in $(SOAK_LOG)/tmp-N.
+# $(SOAK_LOG)/run-N.log, and the databases, logs and broker of a run that failed or stalled in
+# $(SOAK_LOG)/tmp-N.
 # Each run also counts, in the workers' logs, the offsets Faust's fetch loop skipped and the
 # partitions read again because of it (each a ~10 s stall of one partition: the consumer
 # guard in signupflow/transport.py). Exits 1 if any run failed. (`make test` runs each
@@ -78,7 +79,8 @@ soak: $(BIN)/.installed test-packages
 			| grep -c 'never reached the agent'); \
 		stalls=$$((stalls + lost)); \
 		echo "run $$i: $$result; fetch-loop skips $$skips, partitions read again $$lost"; \
-		if [ $$result = passed ]; then rm -rf $(SOAK_LOG)/tmp-$$i; \
+		if [ $$result = passed ] && [ $$skips -eq 0 ] && [ $$lost -eq 0 ]; then \
+			rm -rf $(SOAK_LOG)/tmp-$$i; \
 		else echo "  see $(SOAK_LOG)/run-$$i.log and $(SOAK_LOG)/tmp-$$i"; fi; \
 	done; \
 	echo "soak: $(SOAK_RUNS) runs, $$failed failed, $$stalls partition(s) read again"; \
