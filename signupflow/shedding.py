@@ -181,15 +181,24 @@ class HashGate:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-#: The niceness of the hashing threads: when the CPU is short, the event loop (answers,
-#: 429s and 503s, /health) goes first and the hashes take what is left.
+#: How much nicer than the process the hashing threads run: when the CPU is short, the event
+#: loop (answers, 429s and 503s, /health) goes first and the hashes take what is left.
 HASH_NICENESS = 10
+
+#: Linux's largest niceness.
+MAX_NICENESS = 19
 
 
 def _yield_cpu() -> None:
-    """Lower the calling thread's CPU priority (Linux: per thread; unprivileged can lower)."""
+    """Lower the calling thread's CPU priority below the process's (Linux: per thread).
+
+    Relative, not absolute: under `nice -n 15` an absolute 10 would raise the hashes above the
+    event loop (as root, which may raise priority) or fail (unprivileged).
+    """
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
+        process = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                       min(process + HASH_NICENESS, MAX_NICENESS))
 
 
 #: The bodies of the two refusals, encoded once: under a flood they are most answers.
