@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 
 from signupflow.broker import free_port
 from signupflow.liveness import EXIT_WEDGED
+from signupflow.outages import REMINDER_EVERY
 from signupflow.settings import SERVICES
 from signupflow.supervisor import start_process, wait_http
 from tests.integration.system import System, finish
@@ -160,7 +162,7 @@ def test_up_starts_a_worker_that_exits_again_and_shows_outages_in_its_terminal(
         tmp_path: Path) -> None:
     """``signupflow up`` in the foreground: a worker killed with SIGKILL is started again, and
     a broker outage shows in its terminal as a line when the broker goes and one when it is
-    back, per worker."""
+    back, per worker (and a reminder every REMINDER_EVERY seconds while it lasts)."""
     env = {**os.environ, "SIGNUPFLOW_DATA_DIR": str(tmp_path), "SIGNUPFLOW_SCRYPT_N": "4096",
            "SIGNUPFLOW_BROKER_PORT": str(free_port()), "SIGNUPFLOW_SESSION_TIMEOUT": "6",
            **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(free_port()) for s in SERVICES}}
@@ -216,5 +218,14 @@ def test_up_starts_a_worker_that_exits_again_and_shows_outages_in_its_terminal(
         reader.join(5)
         output.close()
     assert terminal[-1].strip() == "stopped.", "".join(terminal)
-    shown = [line for line in terminal if ": broker " in line]
-    assert len(shown) == 2 * len(SERVICES), "".join(terminal)  # one down, one back, each
+    for service in SERVICES:
+        shown = [line for line in terminal if f"{service}: broker " in line]
+        went = [line for line in shown if "broker unreachable (" in line]
+        back = [line for line in shown if "broker back after " in line]
+        reminders = [line for line in shown if "broker still " in line]
+        assert len(went) == 1 and len(back) == 1, "".join(terminal)
+        # and a reminder per REMINDER_EVERY of the outage (a slow restart under load)
+        lasted = re.search(r"back after ([\d.]+)s", back[0])
+        assert lasted, back[0]
+        assert len(reminders) <= float(lasted.group(1)) // REMINDER_EVERY, "".join(terminal)
+        assert len(shown) == 2 + len(reminders), "".join(terminal)
