@@ -162,6 +162,19 @@ async def drain(consumer: Consumer, driver: Driver,
     return handed
 
 
+def changelog_sought_back_at(consumer: Consumer, handed: int) -> Callable[[int], Any]:
+    """An ``on_handed`` for :func:`drain`: table recovery's ``seek_wait`` of the changelog
+    partition back to 0, once, while ``handed`` is handed on."""
+    done: list[bool] = []
+
+    async def recovery_starts(offset: int) -> None:
+        if offset == handed and not done:
+            done.append(True)
+            await consumer.seek_wait({CHANGELOG0: 0})
+
+    return recovery_starts
+
+
 async def test_records_returned_while_a_seek_is_on_its_way_lose_none_it_reads_again(
     consumer: Consumer,
 ) -> None:
@@ -271,13 +284,7 @@ async def test_recoverys_seek_during_a_hand_off_reads_the_changelog_from_its_sta
     since recovery start")."""
     fetcher = Fetcher({CHANGELOG0: [0, 1, 2, 50, 51]}, {CHANGELOG0: 3})
     driver = Driver(fetcher, {})
-    done: list[bool] = []
-
-    async def recovery_starts(offset: int) -> None:
-        if offset == 50 and not done:
-            done.append(True)
-            await consumer.seek_wait({CHANGELOG0: 0})
-
+    recovery_starts = changelog_sought_back_at(consumer, 50)
     handed = await drain(consumer, driver, recovery_starts, CHANGELOG0)
 
     assert handed == [50, 0, 1, 2, 50, 51]
@@ -288,13 +295,7 @@ async def test_a_seek_of_another_partition_drops_nothing(consumer: Consumer) -> 
     whose position did not move, must all be handed out (or they are never read again)."""
     fetcher = Fetcher({TP0: [62, 63, 64], CHANGELOG0: [0, 1]}, {TP0: 62, CHANGELOG0: 2})
     driver = Driver(fetcher, {})
-    done: list[bool] = []
-
-    async def recovery_starts(offset: int) -> None:
-        if offset == 62 and not done:
-            done.append(True)
-            await consumer.seek_wait({CHANGELOG0: 0})
-
+    recovery_starts = changelog_sought_back_at(consumer, 62)
     handed = await drain(consumer, driver, recovery_starts)
 
     assert handed == [62, 63, 64]
