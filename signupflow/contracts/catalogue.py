@@ -15,7 +15,16 @@ from typing import Annotated, Any, Literal
 
 from signupflow import dlq, tracing
 from signupflow.domain.fields import Pattern
-from signupflow.models.events import MemberUuid, PartnerCreated, PartnerSummary, ProfileInsert
+from signupflow.models.events import (
+    MemberDeleted,
+    MemberUuid,
+    PartnerChanged,
+    PartnerCreated,
+    PartnerDeleted,
+    PartnerSummary,
+    ProfileChanged,
+    ProfileInsert,
+)
 from signupflow.models.shape import Field, Shape, field_of, shape_of, shape_of_mapping
 from signupflow.settings import Service, load_settings
 from signupflow.tables.partner_summary import TABLE_NAME as PARTNER_SUMMARY
@@ -76,16 +85,20 @@ def _dead_letters(source: Contract) -> Contract:
 
 
 PROFILE_INSERT_CONTRACT = Contract(
-    topic=PROFILE_INSERT, version=1,
-    summary="A new member's public profile, from auth's outbox to member.",
-    kinds=(shape_of(ProfileInsert),), sent_by=("auth",), read_by=("member",),
+    topic=PROFILE_INSERT, version=2,
+    summary="A member's whole life, in order: created, profile changed, deleted; from auth's "
+            "outbox to member. An event without a kind is a created one (version 1).",
+    kinds=(shape_of(ProfileInsert), shape_of(ProfileChanged), shape_of(MemberDeleted)),
+    discriminator="kind", sent_by=("auth",), read_by=("member",),
     key_description="the member's uuid: one member's events stay in order",
     headers=TRACE_HEADERS)
 
 PARTNER_CREATED_CONTRACT = Contract(
-    topic=PARTNER_CREATED, version=1,
-    summary="A partner profile now exists, from member to batch.",
-    kinds=(shape_of(PartnerCreated),), sent_by=("member",), read_by=("batch",),
+    topic=PARTNER_CREATED, version=2,
+    summary="A partner's life, in order: created, changed, deleted; from member to batch. An "
+            "event without a kind is a created one (version 1).",
+    kinds=(shape_of(PartnerCreated), shape_of(PartnerChanged), shape_of(PartnerDeleted)),
+    discriminator="kind", sent_by=("member",), read_by=("batch",),
     key_description="the partner's uuid (the member's)", headers=TRACE_HEADERS)
 
 PARTNER_SUMMARY_CONTRACT = Contract(

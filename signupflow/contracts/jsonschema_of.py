@@ -66,16 +66,22 @@ def shape_schema(shape: Shape) -> dict[str, Any]:
 def kinds_schema(kinds: Sequence[Shape], discriminator: str | None = None,
                  title: str = "") -> dict[str, Any]:
     """One kind's schema; several kinds (a tagged union on one topic) as ``oneOf``, told apart
-    by the ``discriminator`` field each kind fixes to its own value (``anyOf`` without one)."""
+    by the ``discriminator`` field each kind fixes to its own value (``anyOf`` without one).
+    One kind may default it: the topic's first kind, whose older events do not carry it."""
     schemas = [shape_schema(k) for k in kinds]
     if len(schemas) == 1:
         return schemas[0]
     if discriminator is None:
         return {"title": title, "anyOf": schemas}
+    optional = 0
     for kind in kinds:
-        values = [f.rule.choices for f in kind.fields
-                  if f.name == discriminator and f.required and isinstance(f.rule, Choice)]
-        if [len(v) for v in values] != [1]:
+        field = next((f for f in kind.fields if f.name == discriminator), None)
+        if field is None or not isinstance(field.rule, Choice) or len(field.rule.choices) != 1 \
+                or not (field.required or field.default == field.rule.choices[0]):
             raise TypeError(f"{kind.title}: the discriminator {discriminator!r} must be a "
-                            "required Literal of one value")
+                            "Literal of one value, required or defaulting to it")
+        optional += not field.required
+    if optional > 1:  # an event without it would be of two kinds
+        raise TypeError(f"{title}: only one kind may leave {discriminator!r} out (the topic's "
+                        "first kind, whose events were written before there were others)")
     return {"title": title, "oneOf": schemas, "discriminator": discriminator}

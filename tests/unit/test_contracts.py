@@ -26,7 +26,7 @@ from signupflow.contracts.catalogue import (
     PROFILE_INSERT_CONTRACT,
     Contract,
 )
-from signupflow.contracts.compat import RULES, kinds_of
+from signupflow.contracts.compat import RULES, compare, kinds_of
 from signupflow.contracts.files import ContractBroken, export, gate, generated, render, stale
 from signupflow.domain.fields import IntRange, Text
 from signupflow.models.events import Event, MemberUuid, PartnerCreated, ProfileInsert
@@ -44,14 +44,26 @@ def record_copy(record: type[Event], drop: tuple[str, ...] = (), **changes: Any)
     defaults = {n: v for n, v in options.defaults.items() if n not in drop}
     for name, change in changes.items():
         annotation, default = change if isinstance(change, tuple) else (change, REQUIRED)
-        annotations.pop(name, None)  # Faust wants the optional fields last
+        annotations.pop(name, None)
         annotations[name] = annotation
         defaults.pop(name, None)
         if default is not REQUIRED:
             defaults[name] = default
+    # Faust wants the optional fields last
+    annotations = dict(sorted(annotations.items(), key=lambda item: item[0] in defaults))
     body = {"__annotations__": annotations, "__doc__": record.__doc__,
             "__module__": __name__, "__qualname__": f"copy_of_{record.__name__}", **defaults}
     return type(record.__name__, (Event,), body)
+
+
+def version_1(contract: Contract) -> Contract:
+    """A topic's version 1: its first kind alone (the committed v1 file). The gate's rules are
+    tested on these single-kind contracts; the several-kind ones are the real CONTRACTS."""
+    return replace(contract, version=1, kinds=contract.kinds[:1], discriminator=None)
+
+
+PROFILE_INSERT_V1 = version_1(PROFILE_INSERT_CONTRACT)
+PARTNER_CREATED_V1 = version_1(PARTNER_CREATED_CONTRACT)
 
 
 def with_record(contract: Contract, record: type[Event]) -> Contract:
@@ -101,12 +113,24 @@ def test_todays_records_keep_to_every_committed_schema() -> None:
 
 def test_the_committed_schemas_are_what_the_records_generate() -> None:
     assert stale(SCHEMAS) == [], "run `signupflow schemas export` and commit schemas/"
-    assert sorted(p.relative_to(SCHEMAS).as_posix() for p in SCHEMAS.rglob("*.json")) == sorted(
-        c.file for c in CONTRACTS), "a schema file no contract keeps to"
+    kept = {f"{c.topic}/v{v}.json" for c in CONTRACTS for v in range(1, c.version + 1)}
+    assert {p.relative_to(SCHEMAS).as_posix() for p in SCHEMAS.rglob("*.json")} == kept, \
+        "a schema file no contract keeps to, or an older version's file gone"
+
+
+@pytest.mark.parametrize("contract", [PROFILE_INSERT_CONTRACT, PARTNER_CREATED_CONTRACT],
+                         ids=lambda c: c.topic)
+def test_todays_readers_accept_every_event_of_the_topics_version_1(contract: Contract) -> None:
+    """The events already on a topic stay readable: today's reader against the v1 writer (the
+    backward half of the gate; adding kinds is the forward break that made version 2)."""
+    committed = json.loads((SCHEMAS / version_1(contract).file).read_text())
+    backward = [b for b in compare(contract.topic, committed, generated(contract))
+                if b.direction == "backward"]
+    assert backward == []
 
 
 def test_a_version_without_a_committed_schema_fails(tmp_path: Path) -> None:
-    [problem] = gate(tmp_path, [PROFILE_INSERT_CONTRACT])
+    [problem] = gate(tmp_path, [PROFILE_INSERT_V1])
     assert problem.startswith("profile-insert: no committed schema profile-insert/v1.json")
 
 
@@ -143,14 +167,15 @@ RECORD_BREAKS: list[tuple[type[Event], dict[str, Any], str, str]] = [
 def test_a_broken_record_fails_naming_topic_field_and_rule(
     record: type[Event], change: dict[str, Any], field: str, rule: str
 ) -> None:
-    contract = next(c for c in CONTRACTS if c.kinds[0].title == record.__name__)
+    contract = next(c for c in (PROFILE_INSERT_V1, PARTNER_CREATED_V1)
+                    if c.kinds[0].title == record.__name__)
     broken = record_copy(record, **change)
     assert_breaks(gate(SCHEMAS, [with_record(contract, broken)]), contract.topic, field, rule)
 
 
 def test_a_record_with_an_optional_field_added_passes() -> None:
     grown = record_copy(ProfileInsert, bio=(Annotated[str | None, Text(0, 200)], None))
-    contract = with_record(PROFILE_INSERT_CONTRACT, grown)
+    contract = with_record(PROFILE_INSERT_V1, grown)
     assert gate(SCHEMAS, [contract]) == []
     assert "bio" in generated(contract)["properties"]
 
@@ -169,19 +194,19 @@ def test_an_optional_field_is_decoded_with_its_default_when_absent() -> None:
 
 SCHEMA_BREAKS: list[tuple[Contract, Mutation, str, str]] = [
     # (contract, change to its committed schema, field, rule)
-    (PROFILE_INSERT_CONTRACT, drop_field("nickname"), "nickname", "new required field"),
-    (PARTNER_CREATED_CONTRACT, prop("style_count", type=["integer", "null"]), "style_count",
+    (PROFILE_INSERT_V1, drop_field("nickname"), "nickname", "new required field"),
+    (PARTNER_CREATED_V1, prop("style_count", type=["integer", "null"]), "style_count",
      "narrowed type"),
-    (PROFILE_INSERT_CONTRACT, prop("role", enum=["USER", "PARTNER", "ADMIN"]), "role",
+    (PROFILE_INSERT_V1, prop("role", enum=["USER", "PARTNER", "ADMIN"]), "role",
      "narrowed enum"),
-    (PROFILE_INSERT_CONTRACT, prop("nickname", maxLength=40), "nickname", "narrowed constraint"),
-    (PROFILE_INSERT_CONTRACT, prop("uuid", pattern="^.*$"), "uuid", "narrowed constraint"),
-    (PROFILE_INSERT_CONTRACT, add_field("age", required=True), "age", "required field dropped"),
-    (PARTNER_CREATED_CONTRACT, prop("style_count", type="string"), "style_count",
+    (PROFILE_INSERT_V1, prop("nickname", maxLength=40), "nickname", "narrowed constraint"),
+    (PROFILE_INSERT_V1, prop("uuid", pattern="^.*$"), "uuid", "narrowed constraint"),
+    (PROFILE_INSERT_V1, add_field("age", required=True), "age", "required field dropped"),
+    (PARTNER_CREATED_V1, prop("style_count", type="string"), "style_count",
      "widened type"),
-    (PROFILE_INSERT_CONTRACT, prop("role", enum=["USER"]), "role", "widened enum"),
-    (PROFILE_INSERT_CONTRACT, prop("nickname", maxLength=20), "nickname", "widened constraint"),
-    (PARTNER_CREATED_CONTRACT, prop("occurred_at", format="date"), "occurred_at",
+    (PROFILE_INSERT_V1, prop("role", enum=["USER"]), "role", "widened enum"),
+    (PROFILE_INSERT_V1, prop("nickname", maxLength=20), "nickname", "widened constraint"),
+    (PARTNER_CREATED_V1, prop("occurred_at", format="date"), "occurred_at",
      "widened constraint"),
 ]
 
@@ -196,8 +221,8 @@ def test_a_broken_schema_fails_naming_topic_field_and_rule(
 
 
 def test_a_committed_schema_with_an_optional_field_more_passes(tmp_path: Path) -> None:
-    root = schema_copy(tmp_path, PROFILE_INSERT_CONTRACT, add_field("age", required=False))
-    assert gate(root, [PROFILE_INSERT_CONTRACT]) == []
+    root = schema_copy(tmp_path, PROFILE_INSERT_V1, add_field("age", required=False))
+    assert gate(root, [PROFILE_INSERT_V1]) == []
 
 
 def test_the_dead_letter_headers_are_gated_too(tmp_path: Path) -> None:
@@ -209,21 +234,21 @@ def test_the_dead_letter_headers_are_gated_too(tmp_path: Path) -> None:
 # --- export keeps a version's file compatible -----------------------------------------------
 
 def test_export_refuses_to_write_a_break_over_its_version(tmp_path: Path) -> None:
-    root = schema_copy(tmp_path, PROFILE_INSERT_CONTRACT, lambda s: None)
-    before = (root / PROFILE_INSERT_CONTRACT.file).read_text()
-    broken = with_record(PROFILE_INSERT_CONTRACT, record_copy(ProfileInsert, drop=("role",)))
+    root = schema_copy(tmp_path, PROFILE_INSERT_V1, lambda s: None)
+    before = (root / PROFILE_INSERT_V1.file).read_text()
+    broken = with_record(PROFILE_INSERT_V1, record_copy(ProfileInsert, drop=("role",)))
     with pytest.raises(ContractBroken) as refused:
         export(root, [broken])
     assert_breaks(refused.value.problems, "profile-insert", "role", "required field dropped")
-    assert (root / PROFILE_INSERT_CONTRACT.file).read_text() == before
+    assert (root / PROFILE_INSERT_V1.file).read_text() == before
     # the way out: a new version, beside the old one
     assert export(root, [replace(broken, version=2)]) == ["profile-insert/v2.json"]
     assert (root / "profile-insert/v1.json").read_text() == before
 
 
 def test_export_writes_an_optional_field_into_its_version(tmp_path: Path) -> None:
-    root = schema_copy(tmp_path, PROFILE_INSERT_CONTRACT, lambda s: None)
-    grown = with_record(PROFILE_INSERT_CONTRACT, record_copy(
+    root = schema_copy(tmp_path, PROFILE_INSERT_V1, lambda s: None)
+    grown = with_record(PROFILE_INSERT_V1, record_copy(
         ProfileInsert, bio=(Annotated[str | None, Text(0, 200)], None)))
     assert export(root, [grown]) == ["profile-insert/v1.json"]
     assert "bio" in json.loads((root / "profile-insert/v1.json").read_text())["properties"]
@@ -236,7 +261,7 @@ def test_the_cli_check_fails_on_a_broken_committed_schema(tmp_path: Path) -> Non
                                      str(tmp_path)]).exit_code == 0
     path = tmp_path / PROFILE_INSERT_CONTRACT.file
     schema = json.loads(path.read_text())
-    schema["properties"]["role"]["enum"] = ["USER"]
+    kinds_of(schema)["ProfileInsert"]["properties"]["role"]["enum"] = ["USER"]
     path.write_text(render(schema))
     result = CliRunner().invoke(main, ["schemas", "export", "--check", "--dir", str(tmp_path)])
     assert result.exit_code == 1
@@ -268,7 +293,7 @@ class Renamed(Event):
 
 
 def life(*kinds: type[Event]) -> Contract:
-    return replace(PROFILE_INSERT_CONTRACT, topic="member-life",
+    return replace(PROFILE_INSERT_V1, topic="member-life",
                    kinds=tuple(shape_of(k) for k in kinds), discriminator="kind")
 
 
@@ -324,7 +349,7 @@ EDGES: dict[str, list[Any]] = {
 def test_what_the_schema_allows_the_decoder_accepts(field: str) -> None:
     from signupflow.domain.decode import InvalidEvent, decode_profile_insert
 
-    validator = Draft7Validator(generated(PROFILE_INSERT_CONTRACT), format_checker=FormatChecker())
+    validator = Draft7Validator(generated(PROFILE_INSERT_V1), format_checker=FormatChecker())
     for value in EDGES[field]:
         event = {**PROFILE, field: value}
         allowed = validator.is_valid(event)

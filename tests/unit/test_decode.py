@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 import pytest
 
-from signupflow.domain.decode import InvalidEvent, decode_partner_created, decode_profile_insert
-from signupflow.models.events import PartnerCreated, ProfileInsert
+from signupflow.domain.decode import (
+    InvalidEvent,
+    decode_member_event,
+    decode_partner_created,
+    decode_partner_event,
+    decode_profile_insert,
+)
+from signupflow.models.events import (
+    MemberDeleted,
+    PartnerChanged,
+    PartnerCreated,
+    PartnerDeleted,
+    ProfileChanged,
+    ProfileInsert,
+)
 
 MAX_BYTES = 4096
+#: what an event written before kinds existed (version 1 of the topic) is read as
+VERSION_1 = {"kind": "created", "version": 1}
 UUID = "5b0c7a52-3f4e-4d1a-9c2b-7e8f9a0b1c2d"
 OTHER_UUID = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
 KEY = UUID.encode()
@@ -69,7 +85,7 @@ def test_valid_profile_insert_decodes_to_the_same_values() -> None:
     assert event.nickname == "neon_fox"
     assert event.favorite_styles == [2, 7, 11]
     assert event.occurred_at == "2024-06-15T09:30:00.123456+00:00"
-    assert event.asdict() == payload
+    assert event.asdict() == {**payload, **VERSION_1}
 
 
 def test_profile_insert_round_trips_through_faust_dumps() -> None:
@@ -103,7 +119,7 @@ def test_unknown_extra_fields_are_tolerated() -> None:
 
     event = decode_profile_insert(KEY, value, MAX_BYTES)
 
-    assert event.asdict() == profile()
+    assert event.asdict() == {**profile(), **VERSION_1}
 
 
 def test_several_bad_fields_are_all_named_in_one_reason() -> None:
@@ -270,7 +286,7 @@ def test_valid_partner_created_decodes_to_the_same_values() -> None:
     assert event.nickname == "neon_fox"
     assert event.style_count == 3
     assert event.occurred_at == "2024-06-15T00:30:00+00:00"
-    assert event.asdict() == payload
+    assert event.asdict() == {**payload, **VERSION_1}
 
 
 @pytest.mark.parametrize(("given", "canonical"), [
@@ -310,7 +326,7 @@ def test_partner_created_style_count_bounds_are_inclusive(count: int) -> None:
 def test_partner_created_tolerates_extra_fields() -> None:
     event = decode_partner_created(KEY, dump(partner(uuid=UUID, role="PARTNER")), MAX_BYTES)
 
-    assert event.asdict() == partner()
+    assert event.asdict() == {**partner(), **VERSION_1}
 
 
 MALFORMED_PARTNER: list[tuple[str, bytes | None, bytes | None, str]] = [
@@ -372,3 +388,47 @@ def test_profile_insert_is_not_a_partner_created() -> None:
 
     assert "partner_id is required" in str(info.value)
     assert "style_count is required" in str(info.value)
+
+
+# --- a member's whole life on one topic ----------------------------------------------------
+
+
+def life_event(kind: object, **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {"kind": kind, "uuid": UUID, "version": 2, "role": "PARTNER",
+                               "occurred_at": "2024-06-16T10:00:00Z"}
+    return {**base, **fields}
+
+
+def test_each_kind_of_the_member_topic_decodes_to_its_record() -> None:
+    changed = decode_member_event(KEY, dump(life_event(
+        "changed", nickname="new_fox", favorite_styles=[3])), MAX_BYTES)
+    deleted = decode_member_event(KEY, dump(life_event("deleted", version=3)), MAX_BYTES)
+    created = decode_member_event(KEY, dump(profile()), MAX_BYTES)
+    assert isinstance(changed, ProfileChanged) and changed.nickname == "new_fox"
+    assert (changed.version, changed.favorite_styles) == (2, [3])
+    assert isinstance(deleted, MemberDeleted) and deleted.version == 3
+    assert isinstance(created, ProfileInsert) and created.version == 1
+
+
+@pytest.mark.parametrize(("event", "reason"), [
+    (life_event("renamed"), "kind must be one of created, changed, deleted, got 'renamed'"),
+    (life_event(["deleted"]), "kind must be one of created, changed, deleted"),
+    (life_event("changed", favorite_styles=[3]), "nickname is required"),
+    (life_event("deleted", version=0), "version "),
+    (life_event("deleted", version="3"), "version "),
+    (life_event("deleted", role="ADMIN"), "role "),
+])
+def test_a_bad_life_event_is_refused_with_its_reason(event: dict[str, object],
+                                                     reason: str) -> None:
+    with pytest.raises(InvalidEvent, match=re.escape(reason)):
+        decode_member_event(KEY, dump(event), MAX_BYTES)
+
+
+def test_each_kind_of_the_partner_topic_decodes_to_its_record() -> None:
+    base = {"partner_id": UUID, "version": 2, "occurred_at": "2024-06-16T10:00:00Z"}
+    changed = decode_partner_event(KEY, dump({**base, "kind": "changed", "nickname": "fox",
+                                              "style_count": 2}), MAX_BYTES)
+    deleted = decode_partner_event(KEY, dump({**base, "kind": "deleted"}), MAX_BYTES)
+    assert isinstance(changed, PartnerChanged) and changed.style_count == 2
+    assert isinstance(deleted, PartnerDeleted) and deleted.version == 2
+    assert isinstance(decode_partner_event(KEY, dump(partner()), MAX_BYTES), PartnerCreated)

@@ -378,6 +378,8 @@ def test_profile_event_carries_only_public_fields() -> None:
         "nickname": "neon_fox",
         "favorite_styles": [3, 1, 12],
         "occurred_at": "2024-06-15T09:30:00+00:00",
+        "kind": "created",
+        "version": 1,
     }
     raw = event.dumps()
     assert isinstance(raw, bytes)

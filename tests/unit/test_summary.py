@@ -59,6 +59,8 @@ def test_partner_profile_creates_partner_event() -> None:
         "nickname": "velvet_amber7",
         "style_count": 3,
         "occurred_at": JOINED,
+        "kind": "created",
+        "version": 1,
     }
 
 
@@ -95,6 +97,7 @@ def test_first_event_creates_a_summary() -> None:
         "style_count": 3,
         "joined_at": JOINED,
         "summarized_at": NOW.isoformat(),
+        "version": 1,
     }
     assert new.summarized_at == "2024-06-15T10:00:00.123000+00:00"
 
