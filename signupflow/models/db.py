@@ -25,19 +25,33 @@ class BatchTable(SQLModel, registry=registry()):
     """Tables of batch.db."""
 
 
+#: A per-member sequence number: 1 at signup, one more for each change or deletion.
+VERSION_DEFAULT = {"server_default": "1"}
+
+
 class Member(AuthTable, table=True):
-    """An account. The password is only ever stored as a salted scrypt hash."""
+    """An account. The password is only ever stored as a salted scrypt hash.
+
+    Deleting an account erases its personal data (every nullable column below but ``role``):
+    what stays is the uuid, the role, the version and when it was deleted, so that a replayed
+    signup of that uuid is refused, and the email is free for a new account. ``nickname`` and
+    ``favorite_styles`` (JSON) are the public profile as of ``version``; accounts made before
+    auth kept it have None there."""
 
     __tablename__ = "member"
     uuid: str = Field(primary_key=True, max_length=36)
-    email: str = Field(unique=True, index=True, max_length=254)
-    password_hash: str = Field(max_length=200)
-    name: str = Field(max_length=100)
-    phone: str = Field(max_length=16)
-    birth: date
-    gender: str = Field(max_length=10)
+    email: str | None = Field(default=None, unique=True, index=True, max_length=254)
+    password_hash: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, max_length=16)
+    birth: date | None = None
+    gender: str | None = Field(default=None, max_length=10)
     role: str = Field(max_length=10)
     created_at: datetime
+    nickname: str | None = Field(default=None, max_length=30)
+    favorite_styles: str | None = Field(default=None, max_length=100)
+    version: int = Field(default=1, sa_column_kwargs=VERSION_DEFAULT)
+    deleted_at: datetime | None = None
 
 
 class OutboxEvent(AuthTable, table=True):
@@ -62,6 +76,8 @@ class Profile(MemberTable):
     nickname: str = Field(max_length=30)
     joined_at: datetime
     stored_at: datetime
+    #: the version of the member's latest event applied (an older one is ignored)
+    version: int = Field(default=1, sa_column_kwargs=VERSION_DEFAULT)
 
 
 class UserProfile(Profile, table=True):
@@ -78,6 +94,29 @@ class FavoriteStyle(MemberTable, table=True):
     __tablename__ = "favorite_style"
     uuid: str = Field(primary_key=True, max_length=36)
     style_id: int = Field(primary_key=True)
+
+
+class MemberTombstone(MemberTable, table=True):
+    """A deleted member: no profile, and no event of this ``version`` or older brings it back
+    (a redelivered insert, a replayed change)."""
+
+    __tablename__ = "member_tombstone"
+    uuid: str = Field(primary_key=True, max_length=36)
+    version: int
+    role: str = Field(max_length=10)
+    deleted_at: datetime
+
+
+class SkippedEvent(MemberTable, table=True):
+    """An event member could not apply and did not dead-letter: a change of a member it never
+    stored (its insert was dead-lettered). Kept once per (uuid, version), with the reason."""
+
+    __tablename__ = "skipped_event"
+    uuid: str = Field(primary_key=True, max_length=36)
+    version: int = Field(primary_key=True)
+    kind: str = Field(max_length=10)
+    reason: str = Field(max_length=300)
+    recorded_at: datetime
 
 
 class SignupMinute(MemberTable, table=True):
@@ -101,6 +140,16 @@ class PartnerSummaryRow(BatchTable, table=True):
     style_count: int
     joined_at: datetime
     summarized_at: datetime
+    version: int = Field(default=1, sa_column_kwargs=VERSION_DEFAULT)
+
+
+class PartnerTombstone(BatchTable, table=True):
+    """A deleted partner: no summary, and no event of this ``version`` or older brings it back."""
+
+    __tablename__ = "partner_tombstone"
+    partner_id: str = Field(primary_key=True, max_length=36)
+    version: int
+    deleted_at: datetime
 
 
 def table_of(model: type[SQLModel]) -> Table:
