@@ -189,11 +189,15 @@ def insert_ignore(table: Table, dialect: str) -> Insert:
     return stmt
 
 
-def upsert(table: Table, dialect: str, key: Sequence[str], add: Sequence[str] = ()) -> Insert:
+def upsert(table: Table, dialect: str, key: Sequence[str], add: Sequence[str] = (),
+           newer: str | None = None) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` setting every other column, or adding the
-    new value to the stored one for the columns in ``add`` (counters)."""
+    new value to the stored one for the columns in ``add`` (counters); with ``newer`` (a
+    column), only where the new row's value of it is greater than the stored one's."""
     stmt = _insert(table, dialect)
     updates = {c.name: c + stmt.excluded[c.name] if c.name in add else stmt.excluded[c.name]
                for c in table.columns if c.name not in key}
-    upserting: Insert = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+    where = None if newer is None else table.c[newer] < stmt.excluded[newer]
+    upserting: Insert = stmt.on_conflict_do_update(index_elements=list(key), set_=updates,
+                                                   where=where)
     return upserting

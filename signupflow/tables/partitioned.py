@@ -43,12 +43,21 @@ async def write_acknowledged(table: Table[Any, Any], entries: Sequence[tuple[int
     could be committed while its changelog record was still unsent, and a kill -9 then lost
     the table entry for good (docs/decisions/changelog-acknowledged.md). It also needs a
     current event for its partition, which a batch handler does not have.
+
+    A value of None deletes the key: its changelog record is a tombstone (a null value, what
+    Faust writes for ``del table[key]``), so a worker that recovers the table from the
+    changelog does not bring the entry back, and compaction drops it.
     """
     await asyncio.wait_for(asyncio.gather(*(
-        table.send_changelog(partition, key, value) for partition, key, value in entries
+        table.send_changelog(partition, key, value) if value is not None else
+        table.send_changelog(partition, key, None, value_serializer="raw")
+        for partition, key, value in entries
     )), CHANGELOG_ACK_TIMEOUT)  # a send that failed inside Faust's buffer never resolves
     for _, key, value in entries:
-        table.data[key] = value
+        if value is None:
+            table.data.pop(key, None)
+        else:
+            table.data[key] = value
 
 
 def owned_partitions(app: AppT, table: CollectionT) -> set[int]:
