@@ -48,11 +48,12 @@ from sqlalchemy import Table, event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from signupflow.db import create_schema, insert_ignore, make_engine, unwritable, upsert
+from signupflow.domain.life import Step
 from signupflow.domain.per_minute import MinuteKey, window_start
 from signupflow.domain.reuse import instant
 from signupflow.domain.signup import Signup, profile_event, validate_signup
 from signupflow.models.db import SCHEMAS
-from signupflow.models.events import PartnerSummary, ProfileInsert
+from signupflow.models.events import MemberDeleted, PartnerSummary, ProfileChanged, ProfileInsert
 from signupflow.storage.auth import (
     MEMBERS,
     OUTBOX,
@@ -62,16 +63,18 @@ from signupflow.storage.auth import (
     publish_pending,
     register,
 )
-from signupflow.storage.batch import SUMMARIES, load_summaries, save_summaries
+from signupflow.storage.batch import SUMMARIES, deleted_versions, load_summaries, save_summaries
 from signupflow.storage.errors import EmailTaken, Rejected, Retriable, StorageError, translated
 from signupflow.storage.member import (
     MINUTES,
     PARTNERS,
+    SKIPPED,
     STYLES,
     USERS,
     prune_minutes,
     save_profiles,
 )
+from signupflow.storage.member import TOMBSTONES as MEMBER_TOMBSTONES
 from signupflow.topics import PROFILE_INSERT
 from tests.integration.postgres import Postgres
 
@@ -301,6 +304,18 @@ def profile(uid: str, role: str = "USER", nickname: str = "ada_l",
     return ProfileInsert(uuid=uid, role=role, nickname=nickname,
                          favorite_styles=[2, 7] if styles is None else styles,
                          occurred_at=occurred_at)
+
+
+def change(uid: str, version: int, nickname: str = "ada_new", styles: tuple[int, ...] = (4,),
+           role: str = "USER") -> ProfileChanged:
+    return ProfileChanged(kind="changed", uuid=uid, version=version, role=role,
+                          nickname=nickname, favorite_styles=list(styles),
+                          occurred_at="2026-01-03T00:00:00+00:00")
+
+
+def deletion(uid: str, version: int, role: str = "USER") -> MemberDeleted:
+    return MemberDeleted(kind="deleted", uuid=uid, version=version, role=role,
+                         occurred_at="2026-01-04T00:00:00+00:00")
 
 
 def summary(partner_id: str, nickname: str = "neon_fox", style_count: int = 3,
@@ -639,12 +654,13 @@ class TestMemberStorage:
                      for row in rows}
         assert state == {
             "user_profile": [{"uuid": uids[0], "nickname": "ada_l",
-                              "joined_at": datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)}],
+                              "joined_at": datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+                              "version": 1}],
             "partner_profile": [
                 {"uuid": uids[1], "nickname": "neon_fox",
-                 "joined_at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)},
+                 "joined_at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC), "version": 1},
                 {"uuid": uids[2], "nickname": "quiet_owl",
-                 "joined_at": datetime(2026, 1, 1, 4, 30, tzinfo=UTC)},
+                 "joined_at": datetime(2026, 1, 1, 4, 30, tzinfo=UTC), "version": 1},
             ],
             "favorite_style": [{"uuid": uids[0], "style_id": 3},
                                {"uuid": uids[0], "style_id": 11},
@@ -655,6 +671,52 @@ class TestMemberStorage:
         assert joined == {p.uuid: instant(p.occurred_at) for p in batch}
         assert len(set(stored_at.values())) == 1, "one batch, one stored_at"
         assert before - timedelta(seconds=1) <= stored_at[uids[0]] <= after
+
+    def test_an_older_change_is_ignored_and_a_newer_one_replaces_the_profile(
+        self, database: Database
+    ) -> None:
+        uid = new_uuid()
+        steps: list[Step] = []
+        assert database.run(save_profiles(database.member, [profile(uid), change(uid, 3)],
+                                          steps=steps)) == {}
+        assert database.run(save_profiles(database.member, [change(uid, 2, "older", (9,))],
+                                          steps=steps)) == {}
+        assert [s.verdict for s in steps] == ["applied", "applied", "stale"]
+        state = database.run(member_state(database.member))
+        assert [(r["nickname"], r["version"]) for r in state["user_profile"]] == [("ada_new", 3)]
+        assert [r["style_id"] for r in state["favorite_style"]] == [4]
+
+    def test_a_deleted_member_stays_deleted_under_a_late_insert(
+        self, database: Database
+    ) -> None:
+        """The delete comes first (its insert was on its way again): the tombstone stops the
+        insert and any older change; the profile and styles are gone."""
+        uid, kept = new_uuid(), new_uuid()
+        assert database.run(save_profiles(database.member, [
+            profile(uid, styles=[1]), profile(kept), deletion(uid, 2)])) == {}
+        steps: list[Step] = []
+        assert database.run(save_profiles(database.member, [
+            profile(uid, styles=[1]), change(uid, 2)], steps=steps)) == {}
+        assert [s.verdict for s in steps] == ["stale", "stale"]
+        state = database.run(member_state(database.member))
+        assert [r["uuid"] for r in state["user_profile"]] == [kept]
+        assert {r["uuid"] for r in state["favorite_style"]} == {kept}
+        assert [(r["uuid"], r["version"]) for r in database.run(
+            table_rows(database.member, MEMBER_TOMBSTONES))] == [(uid, 2)]
+
+    def test_a_change_of_an_unknown_member_is_recorded_once_and_skipped(
+        self, database: Database
+    ) -> None:
+        uid = new_uuid()
+        for _ in range(2):  # a redelivery records nothing more
+            steps: list[Step] = []
+            assert database.run(save_profiles(database.member, [change(uid, 2)],
+                                              steps=steps)) == {}
+            assert [s.verdict for s in steps] == ["skipped"]
+        rows = database.run(table_rows(database.member, SKIPPED))
+        assert [(r["uuid"], r["version"], r["kind"]) for r in rows] == [(uid, 2, "changed")]
+        assert "never stored" in rows[0]["reason"]
+        assert database.run(member_state(database.member))["user_profile"] == []
 
     def test_redelivery_changes_nothing(self, database: Database) -> None:
         uids = [new_uuid(), new_uuid()]
@@ -713,7 +775,8 @@ class TestMemberStorage:
         joined = instant("2026-01-02T03:04:05.123456+00:00")
         assert [{k: v for k, v in r.items() if k != "stored_at"}
                 for r in state["user_profile"]] == sorted(
-            [{"uuid": u, "nickname": "ada_l", "joined_at": joined} for u in (across, within)],
+            [{"uuid": u, "nickname": "ada_l", "joined_at": joined, "version": 1}
+             for u in (across, within)],
             key=lambda r: str(r["uuid"]))
         assert [(r["uuid"], r["nickname"]) for r in state["partner_profile"]] == [
             (bystander, "bystander")]
@@ -795,12 +858,14 @@ class TestBatchStorage:
         loaded = database.run(load_summaries(database.batch))
         expected = sorted(
             ({"partner_id": s.partner_id, "nickname": s.nickname, "style_count": s.style_count,
-              "joined_at": instant(s.joined_at), "summarized_at": instant(s.summarized_at)}
-             for s in summaries), key=lambda r: str(r["partner_id"]))
+              "joined_at": instant(s.joined_at), "summarized_at": instant(s.summarized_at),
+              "version": 1} for s in summaries), key=lambda r: str(r["partner_id"]))
         assert [{k: normalised(v) for k, v in row.model_dump().items()}
                 for row in loaded] == expected
 
-    def test_a_second_summary_for_a_partner_replaces_it(self, database: Database) -> None:
+    def test_a_newer_summary_replaces_it_an_older_or_equal_one_does_not(
+        self, database: Database
+    ) -> None:
         pid, other = new_uuid(), new_uuid()
         first = summary(pid)
         assert database.run(save_summaries(database.batch, [first, summary(other)])) == {}
@@ -810,13 +875,29 @@ class TestBatchStorage:
         second = summary(pid, "renamed", 7, "2026-03-01T00:00:00+00:00",
                          "2026-03-01T00:00:01+00:00")
         assert database.run(save_summaries(database.batch, [second])) == {}
+        assert database.run(table_rows(database.batch, SUMMARIES)) == unchanged
+        newer = PartnerSummary(**{**second.asdict(), "version": 3})
+        assert database.run(save_summaries(database.batch, [newer])) == {}
+        assert database.run(save_summaries(database.batch, [
+            PartnerSummary(**{**first.asdict(), "version": 2})])) == {}
         rows = {r["partner_id"]: r for r in database.run(table_rows(database.batch, SUMMARIES))}
         assert rows == {
             pid: {"partner_id": pid, "nickname": "renamed", "style_count": 7,
                   "joined_at": datetime(2026, 3, 1, tzinfo=UTC),
-                  "summarized_at": datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC)},
+                  "summarized_at": datetime(2026, 3, 1, 0, 0, 1, tzinfo=UTC), "version": 3},
             other: next(r for r in unchanged if r["partner_id"] == other),
         }
+
+    def test_a_deletion_removes_the_row_and_keeps_its_version(self, database: Database) -> None:
+        pid, other = new_uuid(), new_uuid()
+        assert database.run(save_summaries(database.batch, [summary(pid), summary(other)])) == {}
+        assert database.run(save_summaries(database.batch, [(pid, 2), (new_uuid(), 4)])) == {}
+        assert [r["partner_id"] for r in database.run(table_rows(database.batch, SUMMARIES))
+                ] == [other]
+        assert database.run(deleted_versions(database.batch, [pid, other])) == {pid: 2}
+        # an older summary (a redelivery) does not bring it back: batch asks first
+        assert database.run(save_summaries(database.batch, [(pid, 1)])) == {}
+        assert database.run(deleted_versions(database.batch, [pid])) == {pid: 2}
 
     def test_empty_input_returns_nothing_refused_and_writes_nothing(
         self, database: Database
@@ -882,8 +963,9 @@ class TestDb:
     ) -> None:
         ev = database.run(do_register(database.auth, signup()))
         database.run(save_profiles(database.member, [
-            profile(ev.uuid), profile(new_uuid(), "PARTNER", "neon_fox")]))
-        database.run(save_summaries(database.batch, [summary(ev.uuid)]))
+            profile(ev.uuid), profile(new_uuid(), "PARTNER", "neon_fox"),
+            deletion(new_uuid(), 2), change(new_uuid(), 2)]))
+        database.run(save_summaries(database.batch, [summary(ev.uuid), (new_uuid(), 2)]))
         before = {s: {t.name: database.run(table_rows(database.engines[s], t))
                       for t in SCHEMAS[s].sorted_tables} for s in SERVICES}
 
@@ -905,7 +987,7 @@ class TestDb:
         dialect = engine.dialect.name
         pid = new_uuid()
         row = {"partner_id": pid, "nickname": "first", "style_count": 1,
-               "joined_at": NOW, "summarized_at": NOW}
+               "joined_at": NOW, "summarized_at": NOW, "version": 1}
 
         async def write(stmt: Any, values: dict[str, Any]) -> None:
             async with engine.begin() as conn:
