@@ -41,3 +41,34 @@ def fake_signups(count: int, partner_ratio: float, seed: int | None = None,
     rng = random.Random(seed)
     run = run or f"{rng.getrandbits(32):08x}"
     return [fake_signup(rng, i, partner_ratio, run) for i in range(count)]
+
+
+#: What a member does after signing up: a change of the public profile, or the deletion.
+Action = tuple[str, dict[str, Any]]
+
+
+def fake_life(rng: random.Random, signup: dict[str, Any], index: int,
+              delete_ratio: float = 0.25) -> list[Action]:
+    """What one member does after ``signup``: 0 to 3 changes (a new nickname, new styles, or
+    both), then maybe the deletion of the account. Each change is a ``PATCH`` body."""
+    actions: list[Action] = []
+    for n in range(rng.randint(0, 3)):
+        change: dict[str, Any] = {}
+        what = rng.choice(("nickname", "styles", "both"))
+        if what in ("nickname", "both"):
+            change["nickname"] = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}{index % 1000}_{n}"
+        if what in ("styles", "both"):
+            change["favorite_styles"] = rng.sample(sorted(STYLES), rng.randint(0, 3))
+        actions.append(("change", change))
+    if rng.random() < delete_ratio:
+        actions.append(("delete", {}))
+    return actions
+
+
+def fake_lives(count: int, partner_ratio: float, seed: int | None = None,
+               run: str | None = None) -> list[tuple[dict[str, Any], list[Action]]]:
+    """``count`` signups, each with its life (deterministic by seed)."""
+    rng = random.Random(seed)
+    run = run or f"{rng.getrandbits(32):08x}"
+    signups = [fake_signup(rng, i, partner_ratio, run) for i in range(count)]
+    return [(s, fake_life(rng, s, i)) for i, s in enumerate(signups)]
