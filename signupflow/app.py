@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import faust
@@ -21,7 +22,14 @@ from signupflow.outages import Outage, RepeatFilter
 from signupflow.probes import Check, Refresher, broker_check, register_probes
 from signupflow.recovery import TableManager
 from signupflow.settings import Service, Settings, get_settings
-from signupflow.topics import TopicPolicy, ensure_topics, leader_topic, topic_config
+from signupflow.tables import rocks
+from signupflow.topics import (
+    TopicPolicy,
+    cluster_id,
+    ensure_topics,
+    leader_topic,
+    topic_config,
+)
 
 #: How often a worker refreshes the cluster's metadata, at the latest (ms).
 METADATA_MAX_AGE_MS = 10_000
@@ -126,6 +134,10 @@ class ServiceApp(faust.App):
 
     async def on_first_start(self) -> None:
         s = self.signupflow_settings
+        cluster = await cluster_id(self.signupflow_kafka)
+        for table in self.tables.values():
+            if isinstance(table.data, rocks.Store):
+                table.data.cluster = cluster
         changelogs = {t.changelog_topic.get_topic_name(): topic_config(t.changelog_topic)
                       for t in self.tables.values()}
         states = await ensure_topics(self.signupflow_kafka, s.partitions,
@@ -167,6 +179,20 @@ class ServiceApp(faust.App):
         await waiting
 
 
+def table_store(s: Settings) -> str:
+    """The Faust store URL of ``SIGNUPFLOW_TABLE_STORE``."""
+    if s.table_store == "memory":
+        return "memory://"
+    rocks.configure(s.table_cache_mb, s.table_write_buffer_mb)
+    return rocks.register()
+
+
+def table_dir(s: Settings, service: Service) -> Path:
+    """Where a worker keeps its tables on disk: its own folder under the data directory, by app
+    id and web port, so that workers sharing a data directory never share a store."""
+    return s.data_dir / "tables" / f"{s.app_ids[service]}-{s.web_ports[service]}"
+
+
 def create_app(
     service: Service, settings: Settings | None = None, topics: list[str] | None = None,
     middlewares: Sequence[Any] = (),
@@ -190,15 +216,18 @@ def create_app(
         s.app_ids[service],
         broker=s.kafka_broker,
         broker_credentials=kafka.security.faust(),
-        # Tables live in memory and are rebuilt from their changelog topic at start-up.
-        store="memory://",
+        # Tables live on disk (RocksDB), one folder per worker, or in memory
+        # (SIGNUPFLOW_TABLE_STORE); either way the changelog topics are the truth.
+        store=table_store(s),
         datadir=str(s.data_dir / f"faust-{service}"),
+        tabledir=str(table_dir(s, service)),
         topic_partitions=s.partitions,
         topic_replication_factor=1,
         # on_first_start creates every topic (or, without the right to, checks it): Faust
         # declaring one itself would need the CREATE permission least privilege withholds.
         topic_allow_declare=False,
-        table_standby_replicas=0,
+        # Warm copies of each table partition on other workers, for a quick failover.
+        table_standby_replicas=s.table_standby_replicas,
         producer_acks=-1,
         # Not exactly_once: it lost table updates and crashed on a broker restart here
         # (docs/decisions/exactly-once-rejected.md).

@@ -14,22 +14,45 @@ although the broker answered again and the group rebalanced (issue 21, item 1).
 Here a step that outlasts its timeout is waited for (aiokafka retries the offset fetch until
 the coordinator answers), with a warning each time the timeout passes; a stop and a new
 rebalance still end the wait at once.
+
+Before the offsets recovery starts from are worked out, each table partition kept on disk is
+checked against its changelog, and rebuilt from it if the changelog cannot continue from the
+store's offset (:meth:`signupflow.tables.rocks.Store.check`): Faust would otherwise stop the
+worker on an offset past the changelog's end (``ConsistencyError``) or skip records gone from
+it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable
 from time import monotonic
 from typing import Any, cast
 
 from faust.tables import TableManager as FaustTableManager
 from faust.tables import recovery
+from faust.types import TP, ConsumerT
 from mode.services import WaitArgT
 from mode.utils.times import Seconds, want_seconds
 
+from signupflow.tables import rocks
+
 
 class Recovery(recovery.Recovery):
+    async def _build_offsets(self, consumer: ConsumerT, tps: set[TP],
+                             destination: Counter[TP], title: str) -> None:
+        """Faust's, after rebuilding the stores the changelog cannot continue from."""
+        earliest = await consumer.earliest_offsets(*tps)
+        ends = await consumer.highwaters(*tps)
+        for tp in tps:
+            table = self.tp_to_table.get(tp)
+            store = getattr(table, "data", None)
+            if isinstance(store, rocks.Store) and store.check(tp, earliest.get(tp),
+                                                              ends.get(tp)):
+                destination[tp] = None  # type: ignore[assignment]  # Faust's "from the start"
+        await super()._build_offsets(consumer, tps, destination, title)
+
     async def _wait(
         self, coro: WaitArgT,
         timeout: Seconds | None = None,  # noqa: ASYNC109 - Faust's signature

@@ -30,6 +30,10 @@ SERVICES: tuple[Service, ...] = get_args(Service)
 #: dlq show, broker status) as ``reader``; ``topics`` and ``dlq replay`` as ``operator``;
 #: ``acls --apply`` as ``admin`` (a super user of the cluster, used for nothing else).
 Principal = Literal["auth", "member", "batch", "reader", "operator", "admin"]
+#: Where a worker keeps its tables: RocksDB files under the data directory (a restart reads
+#: only the changelog written since), or memory (rebuilt from the whole changelog each time).
+TableStore = Literal["rocksdb", "memory"]
+TABLE_STORES: tuple[TableStore, ...] = get_args(TableStore)
 PRINCIPALS: tuple[Principal, ...] = get_args(Principal)
 PREFIX = "SIGNUPFLOW_"
 #: What ``signupflow broker start --secure`` writes in the broker home: the settings of its
@@ -254,6 +258,12 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     #: seconds a client has to send its request body
     request_body_timeout: float
+    #: the tables' store; RocksDB's block cache and memtables (MiB, each shared by a worker's
+    #: tables); warm copies of each table partition kept by other workers
+    table_store: TableStore = "rocksdb"
+    table_cache_mb: int = 64
+    table_write_buffer_mb: int = 32
+    table_standby_replicas: int = 1
 
     def kafka(self, principal: Principal) -> KafkaAccess:
         """The cluster and how ``principal`` connects to it."""
@@ -333,7 +343,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         signup_burst=_at_least(env, "SIGNUP_BURST", 30, 1),
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         request_body_timeout=_duration(env, "REQUEST_BODY_TIMEOUT", 10.0),
+        table_store=_table_store(env),
+        table_cache_mb=_at_least(env, "TABLE_CACHE_MB", 64, 1),
+        table_write_buffer_mb=_at_least(env, "TABLE_WRITE_BUFFER_MB", 32, 1),
+        table_standby_replicas=_at_least(env, "TABLE_STANDBY_REPLICAS", 1, 0),
     )
+
+
+def _table_store(env: Mapping[str, str]) -> TableStore:
+    raw = (env.get(PREFIX + "TABLE_STORE") or "rocksdb").strip().lower()
+    if raw not in TABLE_STORES:
+        raise ValueError(f"{PREFIX}TABLE_STORE must be one of {', '.join(TABLE_STORES)}, "
+                         f"got {raw!r}")
+    return raw
 
 
 def _at_least(env: Mapping[str, str], name: str, default: int, least: int) -> int:

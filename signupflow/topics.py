@@ -342,3 +342,15 @@ async def ensure_every_topic(kafka: KafkaAccess, settings: Settings) -> list[Top
                                configs=table_topics(settings),
                                policy=TopicPolicy.from_settings(settings),
                                single=leader_topics(settings))
+
+
+async def cluster_id(kafka: KafkaAccess) -> str | None:
+    """The cluster's id, as its brokers report it (None if they do not): what a table's store
+    on disk is marked with, so that a copy from another cluster is not taken for this one's."""
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        found = (await admin.describe_cluster()).get("cluster_id")
+    finally:
+        await admin.close()
+    return str(found) if found else None

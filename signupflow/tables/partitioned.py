@@ -21,6 +21,7 @@ from faust.types import AppT
 from faust.types.tables import CollectionT
 from faust.web import Request, Response, View
 
+from signupflow.tables import rocks
 from signupflow.web_auth import authorization
 
 if TYPE_CHECKING:
@@ -47,12 +48,21 @@ async def write_acknowledged(table: Table[Any, Any], entries: Sequence[tuple[int
     A value of None deletes the key: its changelog record is a tombstone (a null value, what
     Faust writes for ``del table[key]``), so a worker that recovers the table from the
     changelog does not bring the entry back, and compaction drops it.
+
+    On disk (:class:`~signupflow.tables.rocks.Store`) the entries are written with their
+    changelog offsets, atomically: a kill -9 leaves the store behind its changelog, never
+    ahead of it.
     """
-    await asyncio.wait_for(asyncio.gather(*(
+    sent = await asyncio.wait_for(asyncio.gather(*(
         table.send_changelog(partition, key, value) if value is not None else
         table.send_changelog(partition, key, None, value_serializer="raw")
         for partition, key, value in entries
     )), CHANGELOG_ACK_TIMEOUT)  # a send that failed inside Faust's buffer never resolves
+    store = table.data
+    if isinstance(store, rocks.Store):  # the entries with their changelog offsets, at once
+        store.write([(partition, key, value, meta.offset)
+                     for (partition, key, value), meta in zip(entries, sent, strict=True)])
+        return
     for _, key, value in entries:
         if value is None:
             table.data.pop(key, None)

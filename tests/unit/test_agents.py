@@ -7,6 +7,8 @@ agents run against a real broker in tests/integration.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
 import sqlite3
 import uuid
 from collections import OrderedDict
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import orjson
@@ -23,12 +26,34 @@ from signupflow.dlq import dead_letter
 from signupflow.domain.per_minute import window_start
 from signupflow.models.events import PartnerCreated, ProfileInsert
 from signupflow.settings import get_settings
-from signupflow.streams import batch, member
 from signupflow.streams.common import Resources
 from signupflow.tables import signups_per_minute
 from signupflow.topics import PROFILE_INSERT
 
 NOW = "2026-11-26T10:00:00+00:00"
+
+
+def services_with_tables_in_memory() -> tuple[ModuleType, ModuleType]:
+    """The batch and member services, their tables in memory: these tests look into the
+    memory store's dict (the store on disk has tests of its own: test_table_store.py)."""
+    before = os.environ.get("SIGNUPFLOW_TABLE_STORE")
+    os.environ["SIGNUPFLOW_TABLE_STORE"] = "memory"
+    get_settings.cache_clear()
+    try:
+        loaded = (importlib.import_module("signupflow.streams.batch"),
+                  importlib.import_module("signupflow.streams.member"))
+    finally:
+        if before is None:
+            del os.environ["SIGNUPFLOW_TABLE_STORE"]
+        else:
+            os.environ["SIGNUPFLOW_TABLE_STORE"] = before
+        get_settings.cache_clear()
+    for service in loaded:  # imported before with the default store: these tests cannot run
+        assert service.app.conf.store.scheme == "memory", service.app.conf.store
+    return loaded
+
+
+batch, member = services_with_tables_in_memory()
 
 
 class Recorder:

@@ -1,0 +1,214 @@
+"""The tables' persistent store: Faust's RocksDB store (``rocksdict``), one database per
+changelog partition under the worker's table directory, made safe for kill -9.
+
+What differs from Faust's:
+
+* **A changelog offset is written only with its data.** Faust writes the offset of a changelog
+  record when the broker acknowledges it, apart from the entry (which it writes before
+  sending, and which a batch here writes after the acknowledgement), and writes a recovered
+  batch's entries and its offset in two writes. A kill -9 in between could leave an offset
+  ahead of its data, and the restarted worker would skip the records it lacks for good. Here
+  the entries of a write or of a recovered batch and their partition's offset go in one
+  atomic ``WriteBatch``; Faust's separate offset writes are ignored. A store that lags its
+  changelog (kill -9 before a write) just reads more of it.
+* **A store that is not this partition's is moved aside and rebuilt**, with one warning: one
+  that does not open (corrupt, truncated), one built from another cluster or topic, one whose
+  offset the changelog cannot continue from (:mod:`signupflow.tables.on_disk`).
+* **Memory is bounded by two settings**: one block cache and one memtable budget shared by
+  every partition of every table of the worker (Faust's default is a 2 GiB cache and 192 MiB
+  of memtables per partition).
+* Writes without a current event (a batch handler has none), by partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import rocksdict
+from faust.stores import STORES
+from faust.stores import rocksdb as faust_rocksdb
+from faust.types import TP, AppT, CollectionT, EventT
+
+from signupflow.tables.on_disk import Identity, mismatch, stale
+
+log = logging.getLogger(__name__)
+
+#: The store URL scheme of this module's store (``signupflow-rocksdb://``).
+SCHEME = "signupflow-rocksdb"
+MIB = 1024 * 1024
+#: Where a store moved aside goes: next to it, ``<name>.db.moved-<unix time>``.
+MOVED_SUFFIX = ".moved-"
+
+
+def register() -> str:
+    """Make ``signupflow-rocksdb://`` name :class:`Store` in Faust's registry; returns the URL."""
+    STORES.aliases[SCHEME] = f"{__name__}:Store"
+    return f"{SCHEME}://"
+
+
+class Budget:
+    """The block cache and memtable budget every store of this process shares."""
+
+    def __init__(self, cache_mb: int = 64, write_buffer_mb: int = 32) -> None:
+        self.cache = rocksdict.Cache(cache_mb * MIB)
+        self.write_buffer_mb = write_buffer_mb
+        self.write_buffers = rocksdict.WriteBufferManager(write_buffer_mb * MIB, False)
+
+
+#: Set by :func:`configure` (create_app) from the worker's settings; defaults otherwise.
+_budget: Budget | None = None
+
+
+def configure(cache_mb: int, write_buffer_mb: int) -> None:
+    global _budget
+    _budget = Budget(cache_mb, write_buffer_mb)
+
+
+def budget() -> Budget:
+    global _budget
+    if _budget is None:
+        _budget = Budget()
+    return _budget
+
+
+class Options(faust_rocksdb.RocksDBOptions):
+    """Faust's options, with the shared cache and memtable budget."""
+
+    def as_options(self) -> Any:
+        shared = budget()
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        if self.max_open_files is not None:
+            options.set_max_open_files(self.max_open_files)
+        # A memtable per partition of at most a quarter of the budget, flushed early.
+        options.set_write_buffer_size(max(MIB, shared.write_buffer_mb * MIB // 4))
+        options.set_max_write_buffer_number(2)
+        options.set_write_buffer_manager(shared.write_buffers)
+        factory = rocksdict.BlockBasedOptions()
+        factory.set_bloom_filter(self.bloom_filter_size, True)
+        factory.set_block_cache(shared.cache)
+        factory.set_cache_index_and_filter_blocks(True)
+        options.set_block_based_table_factory(factory)
+        return options
+
+    def open(self, path: Path, *, read_only: bool = False) -> Any:
+        db = rocksdict.Rdict(str(path), options=self.as_options())
+        db.set_read_options(rocksdict.ReadOptions())
+        return db
+
+
+def locked(exc: BaseException) -> bool:
+    """Whether opening failed because another process holds the database (not damage)."""
+    return "lock" in str(exc).lower()
+
+
+class Store(faust_rocksdb.Store):
+    """Faust's RocksDB store with offsets written only with their data, and foreign or damaged
+    partitions rebuilt (see the module's docstring)."""
+
+    identity_key = b"__signupflow\0identity__"
+
+    def __init__(self, url: Any, app: AppT, table: CollectionT, **kwargs: Any) -> None:
+        super().__init__(url, app, table, driver="rocksdict", **kwargs)
+        self.rocksdb_options = Options(**(self.options or {}))
+        #: the cluster id the markers name (None: unknown, not compared)
+        self.cluster: str | None = None
+
+    # --- opening, checking, rebuilding ---------------------------------------------------
+    def identity(self, partition: int) -> Identity:
+        return Identity(self.cluster, self.table.changelog_topic.get_topic_name(), partition)
+
+    def _open_for_partition(self, partition: int) -> Any:
+        path = self.partition_path(partition)
+        try:
+            db = self.rocksdb_options.open(path)
+        except Exception as exc:
+            if locked(exc):
+                raise
+            self.move_aside(partition, f"it does not open ({exc})")
+            db = self.rocksdb_options.open(path)
+        problem = mismatch(db.get(self.identity_key), self._has_entries(db),
+                           self.identity(partition))
+        if problem is not None:
+            db.close()
+            self.move_aside(partition, problem)
+            db = self.rocksdb_options.open(path)
+        if db.get(self.identity_key) is None:
+            db[self.identity_key] = self.identity(partition).encode()
+        return db
+
+    @staticmethod
+    def _has_entries(db: Any) -> bool:
+        """Whether the database holds anything (an offset alone counts: it is someone's)."""
+        cursor = db.iter()
+        cursor.seek_to_first()
+        return bool(cursor.valid())
+
+    def _visible_keys(self, db: Any) -> Iterator[bytes]:
+        return (k for k in super()._visible_keys(db) if k != self.identity_key)
+
+    def _visible_items(self, db: Any) -> Iterator[tuple[bytes, bytes]]:
+        return ((k, v) for k, v in super()._visible_items(db) if k != self.identity_key)
+
+    def move_aside(self, partition: int, reason: str) -> Path:
+        """Move this partition's database out of the way (kept for a post-mortem, never read
+        again), saying why once; the next open starts it empty."""
+        db = self._dbs.pop(partition, None)
+        if db is not None:
+            db.close()
+        path = self.partition_path(partition)
+        aside = path.with_name(f"{path.name}{MOVED_SUFFIX}{time.time():.0f}")
+        if path.exists():
+            shutil.move(str(path), str(aside))
+        log.warning("table %s partition %d: the store at %s is not usable (%s): moved to %s "
+                    "and rebuilt from the changelog", self.table_name, partition, path, reason,
+                    aside.name)
+        return aside
+
+    def check(self, tp: TP, earliest: int | None, end: int | None) -> bool:
+        """Rebuild the partition's store if the changelog cannot continue from its offset;
+        returns whether it was rebuilt (its recovery then starts at the beginning)."""
+        problem = stale(self.persisted_offset(tp), earliest, end)
+        if problem is None:
+            return False
+        self.move_aside(tp.partition, problem)
+        return True
+
+    # --- offsets only with their data ----------------------------------------------------
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        """Ignored: Faust calls it when the broker acknowledges a changelog record, apart from
+        the record's entry. Offsets are written with their entries (:meth:`write`)."""
+
+    def write(self, entries: Sequence[tuple[int, Any, Any, int]]) -> None:
+        """Each ``(partition, key, value, changelog offset)`` (value None: delete the key),
+        with each partition's highest offset, one atomic write per partition."""
+        self._write_batches((p, self._encode_key(k), None if v is None else
+                             self._encode_value(v), o) for p, k, v, o in entries)
+
+    def apply_changelog_batch(self, batch: Iterable[EventT[Any]], to_key: Callable[[Any], Any],
+                              to_value: Callable[[Any], Any]) -> None:
+        """Faust's, with each partition's entries and offset in one atomic write."""
+        self._write_batches((e.message.partition, cast(bytes, e.message.key),
+                             e.message.value, e.message.offset)
+                            for e in batch)
+
+    def _write_batches(self, records: Iterable[tuple[int, bytes, bytes | None, int]]) -> None:
+        batches: dict[int, Any] = {}
+        offsets: dict[int, int] = {}
+        for partition, key, value, offset in records:
+            batch = batches.setdefault(partition, rocksdict.WriteBatch(raw_mode=True))
+            if value is None:
+                batch.delete(key)
+                self._key_index.pop(key, None)
+            else:
+                batch.put(key, value)
+                self._key_index[key] = partition
+            offsets[partition] = max(offset, offsets.get(partition, offset))
+        for partition, batch in batches.items():
+            batch.put(self.offset_key, str(offsets[partition]).encode())
+            self._db_for_partition(partition).write(batch)
