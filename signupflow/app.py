@@ -212,6 +212,7 @@ def create_app(
     web_auth.check_exposure(s)
     kafka = s.kafka(service)
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    table_dir(s, service).parent.mkdir(exist_ok=True)  # Faust makes the last level only
     app = ServiceApp(
         s.app_ids[service],
         broker=s.kafka_broker,

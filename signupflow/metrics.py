@@ -35,6 +35,22 @@ TABLE_ENTRIES = Gauge(
     "signupflow_table_entries", "Entries of a Faust table held by this worker", ["table"],
     registry=REGISTRY)
 
+# --- tables' recovery from their changelogs (signupflow/recovery.py; issue 22) ---------------
+TABLE_RECOVERING = Gauge(
+    "signupflow_table_recovering",
+    "1 while this worker recovers its tables' active partitions from their changelogs (it is "
+    "not ready meanwhile), else 0", registry=REGISTRY)
+TABLE_RECOVERY_RECORDS_LEFT = Gauge(
+    "signupflow_table_recovery_records_left",
+    "Changelog records a table partition of this worker has still to read: kind active (a "
+    "recovery the worker waits for) or standby (a warm copy catching up)",
+    ["table", "partition", "kind"], registry=REGISTRY)
+TABLE_RECOVERY_RECORDS = Counter(
+    "signupflow_table_recovery_records_total",
+    "Changelog records the recoveries of this worker's active table partitions set out to "
+    "read (with a store on disk: only those written since its offset)", ["table"],
+    registry=REGISTRY)
+
 # auth's own: registered by the auth worker alone (export_auth_metrics), since the others
 # would export them too, always 0.
 OUTBOX_PENDING = Gauge(

@@ -97,6 +97,11 @@ def broker_check(bootstrap: str, outage: Outage) -> Check:
     return Check("broker", "dependency", broker)
 
 
+def recovering(records: int) -> str:
+    """The reason of a worker recovering its tables (``records`` left to read)."""
+    return f"tables recovering from their changelogs ({records} records left)"
+
+
 def consumer_checks(app: ServiceApp) -> list[Check]:
     """Readiness of a service that consumes: in its group, not rebalancing, tables recovered
     (its own progress), and partitions assigned (none: idle, more workers than partitions)."""
@@ -106,10 +111,9 @@ def consumer_checks(app: ServiceApp) -> list[Check]:
 
     async def consumer() -> str | None:
         tables = recovery()
+        if tables.in_recovery:  # every recovery; the count changes as it goes: not stuck
+            return recovering(max(0, tables.active_remaining_total()))
         if app.rebalancing:
-            if tables.in_recovery:  # the count changes as it progresses: not stuck
-                return (f"recovering tables from their changelogs "
-                        f"({tables.active_remaining_total()} records to read)")
             return "rebalancing: partitions are being reassigned"
         if not tables.completed.is_set():
             return "joining the consumer group (no rebalance completed yet)"
@@ -151,6 +155,11 @@ def register_probes(app: ServiceApp) -> None:
                 return self.json({"ready": False, "reasons": [r.text for r in reasons]},
                                  status=503)
             return self.json({"ready": True})
+
+    async def table_recovery() -> None:
+        cast(TableManager, app.tables).recovery.progress()
+
+    app.metric_refreshers.append(table_recovery)
 
     @app.page("/metrics")
     class Metrics(View):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from time import monotonic
 from typing import Any, cast
 
@@ -36,6 +36,7 @@ from faust.types import TP, ConsumerT
 from mode.services import WaitArgT
 from mode.utils.times import Seconds, want_seconds
 
+from signupflow.metrics import TABLE_RECOVERING, TABLE_RECOVERY_RECORDS, TABLE_RECOVERY_RECORDS_LEFT
 from signupflow.tables import rocks
 
 
@@ -52,6 +53,34 @@ class Recovery(recovery.Recovery):
                                                               ends.get(tp)):
                 destination[tp] = None  # type: ignore[assignment]  # Faust's "from the start"
         await super()._build_offsets(consumer, tps, destination, title)
+        if title == "active":
+            self.log_plan(destination, ends)
+
+    def log_plan(self, starts: Mapping[TP, int], ends: Mapping[TP, int]) -> None:
+        """One line saying what this recovery reads (the tests check that a store on disk
+        makes it read only the tail), and the records it set out to read, counted by table."""
+        plan = {tp: (starts[tp], ends[tp]) for tp in sorted(starts) if ends.get(tp) is not None}
+        if not plan:
+            return
+        for tp, (start, end) in plan.items():
+            TABLE_RECOVERY_RECORDS.labels(self.table_name(tp)).inc(max(0, end - 1 - start))
+        self.log.info("table recovery reads: %s", ", ".join(
+            f"{tp.topic}[{tp.partition}] {max(0, end - 1 - start)} records (offsets "
+            f"{max(start, 0)} to {end - 1})" for tp, (start, end) in plan.items()))
+
+    def table_name(self, tp: TP) -> str:
+        table = self.tp_to_table.get(tp)
+        return str(getattr(table, "name", tp.topic))
+
+    def progress(self) -> None:
+        """The recovery's gauges of ``/metrics``, as they are now."""
+        TABLE_RECOVERING.set(1 if self.in_recovery else 0)
+        TABLE_RECOVERY_RECORDS_LEFT.clear()
+        for kind, left in (("active", self.active_remaining()),
+                           ("standby", self.standby_remaining())):
+            for tp, records in left.items():
+                TABLE_RECOVERY_RECORDS_LEFT.labels(self.table_name(tp), str(tp.partition),
+                                                   kind).set(max(0, records))
 
     async def _wait(
         self, coro: WaitArgT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from signupflow import probes
 from signupflow.liveness import Liveness
 from signupflow.probes import Reason
 
@@ -15,8 +16,7 @@ IDLE = Reason("no partitions assigned (more workers than partitions)", "idle")
 
 
 def recovering(records: int) -> Reason:
-    return Reason(f"recovering tables from their changelogs ({records} records to read)",
-                  "progress")
+    return Reason(probes.recovering(records), "progress")
 
 
 def stuck_after(liveness: Liveness, timeline: Sequence[tuple[float, Sequence[Reason]]]
