@@ -11,6 +11,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any, cast
 
 import faust
@@ -19,6 +20,7 @@ from faust.web import Request, Response, View
 
 from signupflow.domain.styles import STYLES
 from signupflow.models.events import PartnerSummary
+from signupflow.tables import rocks
 from signupflow.tables.partitioned import (
     Unavailable,
     across_workers,
@@ -76,6 +78,13 @@ class PageQuery:
 
     def params(self) -> dict[str, str]:
         return {"limit": str(self.limit), "after": self.after, "q": self.q}
+
+    def page_in_order(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`page` of rows that come by partner id, one each: read only as far as the
+        page needs."""
+        wanted = self.q.casefold()
+        return list(islice((dict(r) for r in rows if r["partner_id"] > self.after
+                            and wanted in r["nickname"].casefold()), self.limit))
 
     def page(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The rows after ``after`` whose nickname contains ``q``, by partner id, at most
@@ -143,6 +152,16 @@ def owned(app: faust.App, table: SummaryTable) -> list[dict[str, Any]]:
             if partition_for(row["partner_id"], partitions) in mine]
 
 
+def local_page(app: faust.App, table: SummaryTable, query: PageQuery) -> dict[str, Any]:
+    """This worker's page: on disk read in key order from ``after`` on (the rest of the
+    table is not read), in memory from every entry."""
+    store = table.data
+    if isinstance(store, rocks.Store):
+        rows = (v.asdict() for _, v in store.items_after(query.after or None) if v is not None)
+        return listing(query.page_in_order(rows), query, 1)
+    return listing(query.page(owned(app, table)), query, 1)
+
+
 def register_views(app: faust.App, table: SummaryTable) -> None:
     """JSON at ``/partners/`` (paged, searchable, every worker's entries) and
     ``/partners/{id}/``, HTML at ``/partners.html`` (the same pages)."""
@@ -156,7 +175,7 @@ def register_views(app: faust.App, table: SummaryTable) -> None:
                 query = PageQuery.parse(request.query)
             except ValueError as exc:
                 return self.json({"error": str(exc)}, status=400)
-            local = listing(query.page(owned(app, table)), query, 1)
+            local = local_page(app, table, query)
             return await across_workers(self, request, TABLE_NAME, query.params(), local,
                                         partial(merged, query=query))
 
@@ -181,7 +200,7 @@ def register_views(app: faust.App, table: SummaryTable) -> None:
                 query = PageQuery.parse(request.query)
             except ValueError as exc:
                 return self.html(error_html(400, str(exc)), status=400)
-            local = listing(query.page(owned(app, table)), query, 1)
+            local = local_page(app, table, query)
             try:  # the other workers' parts, as /partners/ has them
                 pages, workers = await every_worker(app, TABLE_NAME, "/partners/",
                                                     query.params(), local)

@@ -22,10 +22,12 @@ What differs from Faust's:
 
 from __future__ import annotations
 
+import heapq
 import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -178,6 +180,25 @@ class Store(faust_rocksdb.Store):
             return False
         self.move_aside(tp.partition, problem)
         return True
+
+    # --- reading in key order --------------------------------------------------------------
+    def items_after(self, after: Any = None) -> Iterator[tuple[Any, Any]]:
+        """The entries of this worker's active partitions whose keys come after ``after``
+        (None: from the first), in the order of their encoded keys, read lazily: a page costs
+        its own rows, not the whole table. (For string keys of ASCII letters, digits and
+        dashes, such as uuids, that is their order as strings.)"""
+        start = None if after is None else self._encode_key(after)
+        hidden = (self.offset_key, self.identity_key)
+
+        def partition(db: Any) -> Iterator[tuple[bytes, bytes]]:
+            for key, value in db.items(from_key=start):
+                if key not in hidden and key != start:
+                    yield key, value
+
+        merged = heapq.merge(*(partition(db) for db in self._dbs_for_actives()),
+                             key=itemgetter(0))
+        for key, value in merged:
+            yield self._decode_key(key), self._decode_value(value)
 
     # --- offsets only with their data ----------------------------------------------------
     def set_persisted_offset(self, tp: TP, offset: int) -> None:

@@ -257,3 +257,16 @@ def test_an_offset_is_stale_only_outside_what_the_changelog_holds() -> None:
     assert stale(99, 0, 100) is None
     assert "ends at 100" in str(stale(100, 0, 100))
     assert "starts at 50" in str(stale(10, 50, 100))
+
+
+def test_entries_are_read_in_key_order_after_a_key_from_the_active_partitions_only(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(folder)
+    store.write([(p, f"k{n}", f"v{n}", n) for n, p in enumerate([2, 0, 1, 3, 0, 2, 1, 3])])
+    actives = {tp(0), tp(1), tp(2)}  # 3 was revoked (or is a standby): not this worker's
+    monkeypatch.setattr(store.app.assignor, "assigned_actives", lambda: actives)
+    assert [k for k, _ in store.items_after()] == ["k0", "k1", "k2", "k4", "k5", "k6"]
+    assert list(store.items_after("k2")) == [("k4", "v4"), ("k5", "v5"), ("k6", "v6")]
+    assert list(store.items_after("k3")) == [("k4", "v4"), ("k5", "v5"), ("k6", "v6")]
+    reads = store.items_after("k0")
+    assert next(reads) == ("k1", "v1")  # lazily: a page stops where it is full

@@ -99,3 +99,16 @@ def test_the_owner_of_a_partition_is_read_from_the_assignment() -> None:
     assert partitioned.owner(app, "partner-summary", 2) == "http://w1:6068"
     assert partitioned.owner(app, "partner-summary", 1) == "http://w2:6068"
     assert partitioned.owner(app, "partner-summary", 4) is None
+
+
+def test_a_page_of_rows_in_order_reads_only_as_far_as_it_needs() -> None:
+    read: list[str] = []
+
+    def rows() -> Any:
+        for n in range(100):
+            read.append(f"p{n:02}")
+            yield {"partner_id": f"p{n:02}", "nickname": "amber_owl" if n % 2 else "jade"}
+
+    query = PageQuery(limit=3, after="p10", q="OWL")
+    assert [r["partner_id"] for r in query.page_in_order(rows())] == ["p11", "p13", "p15"]
+    assert read[-1] == "p15"
