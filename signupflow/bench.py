@@ -24,6 +24,9 @@ measures only itself. Phases, in order:
 * **scaling**: the pipeline again with a second member worker sharing the partitions, against
   the one-worker pipeline above.
 * **traced**: the pipeline again, tracing on.
+* **recovery**: a batch worker restarted with a table of ``--table-entries`` partners, in
+  memory and on disk side by side: first key served, resident memory
+  (:mod:`signupflow.bench_recovery`; alone with ``--recovery-only``).
 
 Each phase of the Faust workers starts once every earlier event is stored and summarised
 (:func:`settle`), so that none measures another's backlog.
@@ -53,6 +56,8 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from signupflow import broker, peers
+from signupflow.bench_recovery import recovery
+from signupflow.bench_recovery import render as render_recovery_lines
 from signupflow.client import post_signup, post_signups
 from signupflow.db import create_schema, make_engine
 from signupflow.domain.fake import fake_signups
@@ -564,9 +569,39 @@ def stop(procs: dict[str, subprocess.Popen[bytes]], *names: str) -> None:
             stop_process(procs.pop(name))
 
 
+async def run_recovery(table_entries: int, partitions: int,
+                       progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """The recovery phase alone (``signupflow bench --recovery-only``)."""
+    with tempfile.TemporaryDirectory(prefix="signupflow-bench-") as tmp:
+        root = Path(tmp)
+        env = await asyncio.to_thread(start_env, root, partitions)
+        results: dict[str, Any] = {"partitions": partitions}
+        try:
+            await ensure_topics(env.kafka, partitions, [PARTNER_CREATED,
+                                                        dlq_topic(PARTNER_CREATED)])
+            progress(f"recovery (batch restarted with {table_entries:,} table entries, "
+                     "in memory then on disk)")
+            results.update(await recovery(env, table_entries))
+        finally:
+            env.close()
+            broker.stop(root / "broker")
+    results["machine"] = machine()
+    results["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["commit"] = commit()
+    return results
+
+
+def render_recovery(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    return "\n".join([
+        f"signupflow bench --recovery-only: {r['partitions']} partitions, {m['cpus']} CPUs "
+        f"({m['cpu']}), Python {m['python']}; {r['date']}, commit {r['commit'] or 'unknown'}",
+        *render_recovery_lines(r)])
+
+
 async def run(signups: int, rate: float, http_signups: int, concurrency: int, partitions: int,
               progress: Callable[[str], None] = lambda _: None, flood_clients: int = 400,
-              flood_seconds: float = 30) -> dict[str, Any]:
+              flood_seconds: float = 30, table_entries: int = 10_000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="signupflow-bench-") as tmp:
         root = Path(tmp)
         env = await asyncio.to_thread(start_env, root, partitions)  # blocking start-up
@@ -644,6 +679,10 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
             await warm_up(env, seed=98)
             traced = await pipeline(env, traced_events)
             results["pipeline_traced_signups_per_s"] = traced["pipeline_signups_per_s"]
+            stop(procs, "member", "batch")
+            progress(f"recovery (batch restarted with {table_entries:,} table entries, "
+                     "in memory then on disk)")
+            results.update(await recovery(env, table_entries))
         finally:
             env.close()
             stop(procs, *procs)
@@ -707,5 +746,6 @@ def render(r: dict[str, Any]) -> str:
         f"p99 {r['latency_ms_p99']:.1f} ms",
         f"                     accepted -> summary  p50 {r['summary_latency_ms_p50']:.1f} ms  "
         f"p95 {r['summary_latency_ms_p95']:.1f} ms  p99 {r['summary_latency_ms_p99']:.1f} ms",
+        *render_recovery_lines(r),
         *(f"  skipped   {reason}" for reason in r["skipped"]),
     ])

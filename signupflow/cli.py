@@ -532,23 +532,36 @@ def trace(who: str, as_json: bool) -> None:
 @click.option("--flood-seconds", type=click.FloatRange(1, 3600), default=30, show_default=True)
 @click.option("--partitions", type=click.IntRange(1, 64), default=None,
               help="Partitions per topic (default: SIGNUPFLOW_PARTITIONS).")
+@click.option("--table-entries", type=click.IntRange(1, 100_000_000), default=10_000,
+              show_default=True, help="Partners in the batch table of the recovery phase.")
+@click.option("--recovery-only", is_flag=True,
+              help="Only the recovery phase: a batch worker restarted with its table in "
+                   "memory, then on disk.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(signups: int, rate: float, http_signups: int, concurrency: int, flood_clients: int,
-          flood_seconds: float, partitions: int | None, as_json: bool) -> None:
+          flood_seconds: float, partitions: int | None, table_entries: int,
+          recovery_only: bool, as_json: bool) -> None:
     """Measure throughput and latency against a raw-client ceiling and a hand-written
-    baseline, on a private broker started for the run."""
-    from signupflow.bench import render, run
+    baseline, and a restart's recovery of the tables, on a private broker started for the
+    run."""
+    from signupflow.bench import render, render_recovery, run, run_recovery
 
     def progress(phase: str) -> None:
         click.echo(f"... {phase}", err=True)
 
+    parts = partitions or get_settings().partitions
     try:
-        results = asyncio.run(run(signups, rate, http_signups, concurrency,
-                                  partitions or get_settings().partitions, progress,
-                                  flood_clients, flood_seconds))
+        if recovery_only:
+            results = asyncio.run(run_recovery(table_entries, parts, progress))
+        else:
+            results = asyncio.run(run(signups, rate, http_signups, concurrency, parts,
+                                      progress, flood_clients, flood_seconds, table_entries))
     except (local_broker.BrokerError, RuntimeError, TimeoutError) as exc:
         fail(str(exc))
-    click.echo(json.dumps(results) if as_json else render(results))
+    if as_json:
+        click.echo(json.dumps(results))
+    else:
+        click.echo(render_recovery(results) if recovery_only else render(results))
 
 
 # --- event contracts ------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""``signupflow bench``'s recovery phase: how long a restarted batch worker is without its
+table, and what it then holds in memory, with the table in memory and on disk side by side.
+
+For each store (``SIGNUPFLOW_TABLE_STORE``), a batch worker of its own (own app id, so its own
+consumer group and changelog; own database) summarises the same N partner-created events, is
+stopped (SIGTERM), and is started again: the figures are from the launch of the new process to
+the first key it serves (``GET /partners/<id>/`` 200, which needs every partition recovered),
+and its resident memory (``VmRSS``) at that moment. In memory, the restart replays the whole
+changelog; on disk, only what was written since the store's last offset (nothing, after a
+SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from signupflow.domain.fake import fake_signups
+from signupflow.domain.signup import profile_event, validate_signup
+from signupflow.domain.summary import partner_created
+from signupflow.settings import TABLE_STORES, TableStore
+from signupflow.supervisor import start_worker, stop_process, wait_http
+
+if TYPE_CHECKING:
+    from signupflow.bench import Env
+
+#: Seconds a phase may take at most (summarising a million partners takes minutes).
+LIMIT = 3600.0
+
+
+def partner_events(count: int, seed: int = 7) -> list[tuple[bytes, bytes, bool]]:
+    """``count`` PartnerCreated events (key, value, True), as member publishes them."""
+    out = []
+    for body in fake_signups(count, 1.0, seed):
+        profile = profile_event(validate_signup(body), str(uuid.uuid4()), datetime.now(UTC))
+        event = partner_created(profile)
+        assert event is not None
+        out.append((event.partner_id.encode(), event.dumps(), True))
+    return out
+
+
+async def until(predicate: Callable[[], bool], what: str, proc: subprocess.Popen[bytes],
+                every: float = 0.02) -> float:
+    """Poll ``predicate`` (in a thread: it may block) until true; returns the perf_counter
+    time it was. Fails if ``proc`` exits or after :data:`LIMIT`."""
+    deadline = time.perf_counter() + LIMIT
+    while time.perf_counter() < deadline:
+        if await asyncio.to_thread(predicate):
+            return time.perf_counter()
+        if proc.poll() is not None:
+            raise RuntimeError(f"benchmark: {what}: the batch worker exited with "
+                               f"{proc.returncode} (its log is in the run's log folder)")
+        await asyncio.sleep(every)
+    raise TimeoutError(f"benchmark: {what} not reached within {LIMIT:.0f}s")
+
+
+def count_rows(db: Path, table: str) -> int:
+    """Rows of ``table`` in SQLite file ``db``; 0 until the worker has created it."""
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of process ``pid`` (Linux ``/proc``), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def serves(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status) == 200
+    except (OSError, urllib.error.HTTPError):
+        return False
+
+
+async def recovery(env: Env, entries: int) -> dict[str, Any]:
+    """The recovery figures of both stores for a table of ``entries`` partners."""
+    from signupflow.bench import produce
+    from signupflow.topics import PARTNER_CREATED
+
+    events = partner_events(entries)
+    await produce(env.kafka, PARTNER_CREATED, events)
+    probe = f"/partners/{events[-1][0].decode()}/"
+    results: dict[str, Any] = {"recovery_entries": entries}
+    for store in TABLE_STORES:
+        results.update(await restart(env, store, entries, probe))
+    return results
+
+
+async def restart(env: Env, store: TableStore, entries: int, probe: str) -> dict[str, float]:
+    """One store's figures: summarise, stop, start, first key served."""
+    db = env.root / "data" / f"batch-{store}.db"
+    worker_env = {**env.env, "SIGNUPFLOW_TABLE_STORE": store,
+                  "SIGNUPFLOW_BATCH_APP_ID": f"bench-batch-{store}",
+                  "SIGNUPFLOW_BATCH_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+    log = env.log(f"batch-{store}")
+    url = env.url("batch")
+
+    proc = await asyncio.to_thread(start_worker, "batch", log, worker_env, "warn")
+    try:
+        await asyncio.to_thread(wait_http, url + "/", 90, proc)
+        await until(lambda: count_rows(db, "partner_summary") >= entries,
+                    f"{entries} summaries ({store})", proc, every=0.5)
+    finally:
+        await asyncio.to_thread(stop_process, proc)
+    launched = time.perf_counter()
+    proc = await asyncio.to_thread(start_worker, "batch", log, worker_env, "warn")
+    try:
+        served = await until(lambda: serves(url + probe),
+                             f"a key served after the restart ({store})", proc)
+        rss = rss_mib(proc.pid)
+    finally:
+        await asyncio.to_thread(stop_process, proc)
+    return {f"recovery_{store}_first_key_s": served - launched,
+            f"recovery_{store}_rss_mib": rss}
+
+
+def render(r: dict[str, Any]) -> list[str]:
+    """The phase's lines of the bench's table (none if it did not run)."""
+    if "recovery_entries" not in r:
+        return []
+    return [f"  recovery  batch restarted, {r['recovery_entries']:,} table entries: "
+            "first key served, resident memory",
+            *(f"            {store:<8} {r[f'recovery_{store}_first_key_s']:>7.1f} s "
+              f"{r[f'recovery_{store}_rss_mib']:>7.0f} MiB" for store in TABLE_STORES)]
