@@ -580,7 +580,7 @@ async def run_recovery(table_entries: int, partitions: int,
             await ensure_topics(env.kafka, partitions, [PARTNER_CREATED,
                                                         dlq_topic(PARTNER_CREATED)])
             progress(f"recovery (batch restarted with {table_entries:,} table entries, "
-                     "in memory then on disk)")
+                     "on disk, then in memory)")
             results.update(await recovery(env, table_entries))
         finally:
             env.close()
@@ -681,7 +681,7 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
             results["pipeline_traced_signups_per_s"] = traced["pipeline_signups_per_s"]
             stop(procs, "member", "batch")
             progress(f"recovery (batch restarted with {table_entries:,} table entries, "
-                     "in memory then on disk)")
+                     "on disk, then in memory)")
             results.update(await recovery(env, table_entries))
         finally:
             env.close()

@@ -535,8 +535,8 @@ def trace(who: str, as_json: bool) -> None:
 @click.option("--table-entries", type=click.IntRange(1, 100_000_000), default=10_000,
               show_default=True, help="Partners in the batch table of the recovery phase.")
 @click.option("--recovery-only", is_flag=True,
-              help="Only the recovery phase: a batch worker restarted with its table in "
-                   "memory, then on disk.")
+              help="Only the recovery phase: a batch worker restarted with its table on "
+                   "disk, then in memory.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(signups: int, rate: float, http_signups: int, concurrency: int, flood_clients: int,
           flood_seconds: float, partitions: int | None, table_entries: int,
