@@ -114,6 +114,10 @@ class Store(faust_rocksdb.Store):
     partitions rebuilt (see the module's docstring)."""
 
     identity_key = b"__signupflow\0identity__"
+    #: How many entries the partition holds, kept in the same writes as they are: ``len()``
+    #: (``/metrics``) costs a read per partition, not a scan of every key.
+    count_key = b"__signupflow\0count__"
+    hidden = (faust_rocksdb.Store.offset_key, identity_key, count_key)
 
     def __init__(self, url: Any, app: AppT, table: CollectionT, **kwargs: Any) -> None:
         super().__init__(url, app, table, driver="rocksdict", **kwargs)
@@ -152,10 +156,18 @@ class Store(faust_rocksdb.Store):
         return bool(cursor.valid())
 
     def _visible_keys(self, db: Any) -> Iterator[bytes]:
-        return (k for k in super()._visible_keys(db) if k != self.identity_key)
+        return (k for k in db.keys() if k not in self.hidden)  # noqa: SIM118 - no __iter__
 
     def _visible_items(self, db: Any) -> Iterator[tuple[bytes, bytes]]:
-        return ((k, v) for k, v in super()._visible_items(db) if k != self.identity_key)
+        return ((k, v) for k, v in db.items() if k not in self.hidden)
+
+    def _count(self, db: Any) -> int:
+        """The entries of one partition's database (counted once if it has no count yet)."""
+        raw = db.get(self.count_key)
+        return int(raw) if raw is not None else sum(1 for _ in self._visible_keys(db))
+
+    def _size(self) -> int:
+        return sum(self._count(db) for db in self._dbs_for_actives())
 
     def move_aside(self, partition: int, reason: str) -> Path:
         """Move this partition's database out of the way (kept for a post-mortem, never read
@@ -188,11 +200,9 @@ class Store(faust_rocksdb.Store):
         its own rows, not the whole table. (For string keys of ASCII letters, digits and
         dashes, such as uuids, that is their order as strings.)"""
         start = None if after is None else self._encode_key(after)
-        hidden = (self.offset_key, self.identity_key)
-
         def partition(db: Any) -> Iterator[tuple[bytes, bytes]]:
             for key, value in db.items(from_key=start):
-                if key not in hidden and key != start:
+                if key not in self.hidden and key != start:
                     yield key, value
 
         merged = heapq.merge(*(partition(db) for db in self._dbs_for_actives()),
@@ -218,18 +228,47 @@ class Store(faust_rocksdb.Store):
                              e.message.value, e.message.offset)
                             for e in batch)
 
-    def _write_batches(self, records: Iterable[tuple[int, bytes, bytes | None, int]]) -> None:
+    def _del(self, key: bytes) -> None:
+        """Faust's ``del table[key]`` (expiry): the key dropped, the count kept right, the
+        offset left as it is."""
+        for partition in [p for p, db in self._dbs.items() if db.get(key) is not None]:
+            self._write_batches([(partition, key, None, None)])
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        """Faust's ``table[key] = value`` in a stream (not used here: writes go through
+        :meth:`write`), with the count kept right."""
+        event = faust_rocksdb.current_event()
+        assert event is not None
+        self._write_batches([(event.message.partition, key, value, None)])
+
+    def _write_batches(self, records: Iterable[tuple[int, bytes, bytes | None, int | None]]
+                       ) -> None:
+        """One atomic write per partition: its records, its count of entries and (when the
+        records come from the changelog) its highest offset."""
         batches: dict[int, Any] = {}
         offsets: dict[int, int] = {}
+        counts: dict[int, int] = {}
+        present: dict[tuple[int, bytes], bool] = {}  # after the records before, in this call
         for partition, key, value, offset in records:
-            batch = batches.setdefault(partition, rocksdict.WriteBatch(raw_mode=True))
+            db = self._db_for_partition(partition)
+            if partition not in batches:
+                batches[partition] = rocksdict.WriteBatch(raw_mode=True)
+                counts[partition] = self._count(db)
+            was = present.get((partition, key))
+            if was is None:
+                was = db.key_may_exist(key) and db.get(key) is not None
+            present[partition, key] = value is not None
+            counts[partition] += (value is not None) - was
             if value is None:
-                batch.delete(key)
+                batches[partition].delete(key)
                 self._key_index.pop(key, None)
             else:
-                batch.put(key, value)
+                batches[partition].put(key, value)
                 self._key_index[key] = partition
-            offsets[partition] = max(offset, offsets.get(partition, offset))
+            if offset is not None:
+                offsets[partition] = max(offset, offsets.get(partition, offset))
         for partition, batch in batches.items():
-            batch.put(self.offset_key, str(offsets[partition]).encode())
+            batch.put(self.count_key, str(counts[partition]).encode())
+            if partition in offsets:
+                batch.put(self.offset_key, str(offsets[partition]).encode())
             self._db_for_partition(partition).write(batch)

@@ -270,3 +270,22 @@ def test_entries_are_read_in_key_order_after_a_key_from_the_active_partitions_on
     assert list(store.items_after("k3")) == [("k4", "v4"), ("k5", "v5"), ("k6", "v6")]
     reads = store.items_after("k0")
     assert next(reads) == ("k1", "v1")  # lazily: a page stops where it is full
+
+
+def test_the_count_of_entries_is_kept_with_them_without_a_scan(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(folder)
+    store.write([(0, "a", "A", 1), (0, "b", "B", 2), (0, "a", "A2", 3), (1, "c", "C", 1)])
+    store.write([(0, "b", None, 4), (0, "gone", None, 5), (1, "d", "D", 2), (1, "d", None, 3)])
+    store.apply_changelog_batch([changelog_event(0, 6, b'"e"', b'"E"'),
+                                 changelog_event(0, 7, b'"a"', None)],
+                                to_key=lambda k: k, to_value=lambda v: v)
+    close(store)
+    again = open_store(folder)
+    for partition in (0, 1):  # opened as the worker's partitions are assigned
+        again._db_for_partition(partition)
+    monkeypatch.setattr(again.app.assignor, "assigned_actives", lambda: {tp(0), tp(1)})
+    monkeypatch.setattr(again, "_visible_keys", lambda db: pytest.fail("scanned the keys"))
+    assert len(again) == 2  # e in 0, c in 1
+    again._del(again._encode_key("c"))  # Faust's expiry
+    assert len(again) == 1
