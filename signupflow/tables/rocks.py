@@ -184,6 +184,16 @@ class Store(faust_rocksdb.Store):
                     aside.name)
         return aside
 
+    def persisted_offset(self, tp: TP) -> int | None:
+        """The last changelog offset the partition's entries include (None: none yet); an
+        unreadable one moves the store aside."""
+        raw = self._db_for_partition(tp.partition).get(self.offset_key)
+        try:
+            return None if raw is None else int(raw)
+        except ValueError:
+            self.move_aside(tp.partition, f"its offset is unreadable ({raw[:40]!r})")
+            return None
+
     def check(self, tp: TP, earliest: int | None, end: int | None) -> bool:
         """Rebuild the partition's store if the changelog cannot continue from its offset;
         returns whether it was rebuilt (its recovery then starts at the beginning)."""

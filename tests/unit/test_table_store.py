@@ -289,3 +289,11 @@ def test_the_count_of_entries_is_kept_with_them_without_a_scan(
     assert len(again) == 2  # e in 0, c in 1
     again._del(again._encode_key("c"))  # Faust's expiry
     assert len(again) == 1
+
+
+def test_a_store_with_an_unreadable_offset_is_rebuilt(folder: Path) -> None:
+    store = open_store(folder)
+    store.write([(0, "a", "A", 1)])
+    store._db_for_partition(0).put(store.offset_key, b"\x00\x01")
+    assert store.persisted_offset(tp(0)) is None
+    assert entries(store, 0) == {}
