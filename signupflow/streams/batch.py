@@ -90,13 +90,13 @@ class BatchStage(Stage[PartnerCreated, Summaries]):
                 continue
             if summary is not None:
                 latest[pid] = (summary, raw)
-        decoded.refuse(conflicts, STAGE)
+        decoded.refuse(conflicts, self.service)
         changed: Decoded[PartnerSummary] = Decoded()
         for summary, raw in latest.values():
             changed.records.append(summary)
             changed.events.append(raw)
         refused = await self.write(changed.records, partial(save_summaries, engine), traced)
-        written = changed.refuse(refused, STAGE)
+        written = changed.refuse(refused, self.service)
         decoded.dead.extend(changed.dead)
         return written
 

@@ -100,7 +100,7 @@ class MemberStage(Stage[ProfileInsert, StoredProfiles]):
         refused = await self.write(
             [(p, raw.message.partition) for p, raw in zip(decoded.records, decoded.events,
                                                           strict=True)], save, traced)
-        stored.profiles = decoded.refuse(refused, STAGE)
+        stored.profiles = decoded.refuse(refused, self.service)
         return stored
 
     async def save(self, engine: AsyncEngine, profiles: Sequence[ProfileInsert],
