@@ -202,6 +202,10 @@ def letter_for(event: RawEvent, reason: str, stage: str) -> DeadLetter:
     return dead_letter(msg.key, msg.value, reason, msg.topic, msg.partition, msg.offset, stage)
 
 
+#: Sends one record (as ``Topic.send``, keywords only); awaited, the broker's acknowledgement.
+SendLetter = Callable[..., Awaitable[Awaitable[Any]]]
+
+
 class DeadLetters:
     """Sends dead letters of one source topic and waits for the broker to acknowledge them.
 
@@ -209,8 +213,11 @@ class DeadLetters:
     the positions acknowledged are remembered (the last :data:`SENT_MEMORY` of them).
     """
 
-    def __init__(self, app: faust.App, source_topic: str, partitions: int):
+    def __init__(self, app: faust.App, source_topic: str, partitions: int,
+                 send: SendLetter | None = None):
         self.topic = raw_topic(app, dlq_topic(source_topic), partitions)
+        #: ``topic.send`` unless told otherwise (a test records the letters instead)
+        self._send: SendLetter = send or self.topic.send
         self._sent: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     async def send(self, letters: Sequence[DeadLetter]) -> None:
@@ -219,8 +226,8 @@ class DeadLetters:
         for letter in fresh:
             log.warning("dead letter from %s[%d]@%d: %s", letter.source_topic,
                         letter.source_partition, letter.source_offset, letter.error)
-            futures.append(await self.topic.send(key=letter.key, value=letter.value,
-                                                 headers=letter.headers(), force=True))
+            futures.append(await self._send(key=letter.key, value=letter.value,
+                                            headers=letter.headers(), force=True))
         results = await asyncio.gather(*futures, return_exceptions=True)
         for letter, result in zip(fresh, results, strict=True):
             if not isinstance(result, BaseException):
