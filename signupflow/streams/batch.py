@@ -1,11 +1,14 @@
-"""batch service: partner-created -> the partner-summary table (changelog) and batch.db.
+"""batch service: a partner's life on partner-created (created, changed, deleted) -> the
+partner-summary table (changelog) and batch.db.
 
 Run: ``signupflow worker batch`` or ``faust -A signupflow.streams.batch worker``.
-Guarantee: at-least-once with idempotent effects. A redelivered PartnerCreated produces the
-same summary, which :func:`merge_summary` recognises, so neither the table (nor its changelog)
-nor batch.db changes; one that says something else about a summarised partner is a conflict
-and is dead-lettered. The table is rebuilt from its changelog after a restart, and a changelog
-record is acknowledged by the broker before the offset of its event is.
+Guarantee: at-least-once with effects applied by version (:func:`merge_partner`): an event
+older than or equal to the summary changes nothing, so neither the table (nor its changelog)
+nor batch.db changes on a redelivery; one that says something else at the summary's version is
+a conflict and is dead-lettered. A deletion removes the table entry (a tombstone on the
+changelog) and the batch.db row, and keeps the deletion's version in batch.db, so no older
+event brings the partner back. The table is rebuilt from its changelog after a restart, and a
+changelog record is acknowledged by the broker before the offset of its event is.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.app import ServiceApp, create_app
 from signupflow.console import register_console
-from signupflow.domain.decode import decode_partner_created
+from signupflow.domain.decode import decode_partner_event
 from signupflow.domain.reuse import Conflict
-from signupflow.domain.summary import merge_summary
+from signupflow.domain.summary import SummaryStep, merge_partner
 from signupflow.metrics import TABLE_ENTRIES
-from signupflow.models.events import PartnerCreated, PartnerSummary
+from signupflow.models.events import PartnerEvent, PartnerSummary
 from signupflow.settings import Service, Settings, get_settings
-from signupflow.storage.batch import save_summaries
+from signupflow.storage.batch import Deletion, deleted_versions, save_summaries
 from signupflow.streams.common import (
     BatchTrace,
     DeadLetters,
@@ -46,11 +49,12 @@ from signupflow.tables.partner_summary import (
 from signupflow.topics import PARTNER_CREATED, dlq_topic
 
 STAGE: Service = "batch"
-#: The summaries a batch stored, each with the (last) event that made it.
-Summaries = list[tuple[PartnerSummary, RawEvent]]
+#: The summaries a batch stored or deleted (a partner's id and the deletion's version), each
+#: with the (last) event that made it.
+Summaries = list[tuple[PartnerSummary | Deletion, RawEvent]]
 
 
-class BatchStage(Stage[PartnerCreated, Summaries]):
+class BatchStage(Stage[PartnerEvent, Summaries]):
     """partner-created -> the partner-summary table and batch.db."""
 
     service = STAGE
@@ -71,29 +75,36 @@ class BatchStage(Stage[PartnerCreated, Summaries]):
                    DeadLetters(app, PARTNER_CREATED, settings.partitions, send_letter),
                    define_table(app, settings.partitions))
 
-    def decode(self, key: bytes | None, value: bytes | None, max_bytes: int) -> PartnerCreated:
-        return decode_partner_created(key, value, max_bytes)
+    def decode(self, key: bytes | None, value: bytes | None, max_bytes: int) -> PartnerEvent:
+        return decode_partner_event(key, value, max_bytes)
 
-    async def store(self, decoded: Decoded[PartnerCreated], engine: AsyncEngine,
+    async def store(self, decoded: Decoded[PartnerEvent], engine: AsyncEngine,
                     traced: BatchTrace) -> Summaries:
-        """The summaries changed, one per partner; a conflict with the summary is refused."""
+        """The summaries changed or deleted, one write per partner (its last); a conflict
+        with the summary is refused."""
         now = datetime.now(UTC)
-        latest: dict[str, tuple[PartnerSummary, RawEvent]] = {}  # one per partner per batch
+        pids = {e.partner_id for e in decoded.records}
+        deleted = await self.until_done("read tombstones", partial(
+            deleted_versions, engine, [p for p in pids if self.partner_summary.get(p) is None]))
+        state = {p: SummaryStep(self.partner_summary.get(p), deleted.get(p), "same")
+                 for p in pids}
+        latest: dict[str, tuple[PartnerSummary | Deletion, RawEvent]] = {}
         conflicts: dict[int, str] = {}
         for i, (event, raw) in enumerate(zip(decoded.records, decoded.events, strict=True)):
-            pid = event.partner_id
+            pid, before = event.partner_id, state[event.partner_id]
             try:
-                summary = merge_summary(
-                    latest[pid][0] if pid in latest else self.partner_summary.get(pid), event, now)
+                done = merge_partner(before.summary, before.deleted, event, now)
             except Conflict as exc:
                 conflicts[i] = str(exc)
                 continue
-            if summary is not None:
-                latest[pid] = (summary, raw)
+            state[pid] = done
+            if done.verdict == "applied":
+                latest[pid] = (done.summary if done.summary is not None
+                               else (pid, done.deleted or event.version), raw)
         decoded.refuse(conflicts, self.service)
-        changed: Decoded[PartnerSummary] = Decoded()
-        for summary, raw in latest.values():
-            changed.records.append(summary)
+        changed: Decoded[PartnerSummary | Deletion] = Decoded()
+        for write, raw in latest.values():
+            changed.records.append(write)
             changed.events.append(raw)
         refused = await self.write(changed.records, partial(save_summaries, engine), traced)
         written = changed.refuse(refused, self.service)
@@ -104,11 +115,13 @@ class BatchStage(Stage[PartnerCreated, Summaries]):
         await self.until_done("changelog", partial(
             self.update_table, [(s, raw.message.partition) for s, raw in stored]))
 
-    async def update_table(self, summaries: Sequence[tuple[PartnerSummary, int]]) -> None:
-        """Each summary to the table, in the changelog partition of its event, acknowledged by
-        the broker before the table (and so the offsets) move on."""
-        await write_acknowledged(self.partner_summary, [(partition, s.partner_id, s)
-                                                        for s, partition in summaries])
+    async def update_table(self, summaries: Sequence[tuple[PartnerSummary | Deletion, int]]
+                           ) -> None:
+        """Each summary to the table (a deletion: a tombstone), in the changelog partition of
+        its event, acknowledged by the broker before the table (and so the offsets) move on."""
+        await write_acknowledged(self.partner_summary, [
+            (partition, s.partner_id, s) if isinstance(s, PartnerSummary)
+            else (partition, s[0], None) for s, partition in summaries])
 
 
 def create_batch(settings: Settings) -> BatchStage:

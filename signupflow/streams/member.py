@@ -1,11 +1,13 @@
-"""member service: profile-insert -> user/partner profile + favourite styles (member.db);
-for a partner, publishes partner-created; keeps the signups-per-minute table.
+"""member service: a member's life on profile-insert (created, changed, deleted) -> the
+user/partner profile and favourite styles in member.db (a tombstone once deleted); for a
+partner, the same life on partner-created; keeps the signups-per-minute table.
 
 Run: ``signupflow worker member`` or ``faust -A signupflow.streams.member worker``.
-Guarantee: at-least-once processing with idempotent writes (keyed inserts), so the effect of
-each event is exactly once. PartnerCreated is acknowledged by the broker before the
-profile-insert offsets are committed, and so are the table's changelog records (exact counts
-under redelivery: signupflow/tables/signups_per_minute.py).
+Guarantee: at-least-once processing with effects applied by version (signupflow/domain/life.py:
+an older or equal event changes nothing), so the effect of each event is exactly once and a
+redelivery never undoes a newer one. The partner events are acknowledged by the broker before
+the profile-insert offsets are committed, and so are the table's changelog records (exact
+counts under redelivery: signupflow/tables/signups_per_minute.py).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from faust.types.tables import WindowWrapperT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.app import ServiceApp, create_app
-from signupflow.domain.decode import decode_profile_insert
+from signupflow.domain.decode import decode_member_event
+from signupflow.domain.life import Step
 from signupflow.domain.per_minute import MinuteKey, oldest_kept
-from signupflow.domain.summary import partner_created
+from signupflow.domain.summary import partner_event
 from signupflow.metrics import TABLE_ENTRIES
-from signupflow.models.events import PartnerCreated, ProfileInsert
+from signupflow.models.events import MemberEvent, PartnerEvent
 from signupflow.settings import Service, Settings, get_settings
 from signupflow.storage.member import prune_minutes, save_profiles
 from signupflow.streams.common import (
@@ -44,24 +47,24 @@ from signupflow.topics import PARTNER_CREATED, PROFILE_INSERT, dlq_topic
 STAGE: Service = "member"
 log = logging.getLogger(__name__)
 
-#: A partner-created event with the headers that carry its trace on.
-Partner = tuple[PartnerCreated, list[tuple[str, bytes]] | None]
-#: Publishes partner-created events, acknowledged by the broker when it returns.
+#: A partner event with the headers that carry its trace on.
+Partner = tuple[PartnerEvent, list[tuple[str, bytes]] | None]
+#: Publishes partner events, acknowledged by the broker when it returns.
 PublishPartners = Callable[[Sequence[Partner]], Awaitable[None]]
 
 
 @dataclass
 class StoredProfiles:
-    """What a batch stored: the profiles (or found stored already), each with its event, and
-    the signups of each minute the batch touched."""
+    """What a batch did: each event not refused, with its raw event and its step (applied,
+    same, stale, skipped), and the signups of each minute the batch touched."""
 
-    profiles: list[tuple[ProfileInsert, RawEvent]] = field(default_factory=list)
+    profiles: list[tuple[MemberEvent, RawEvent, Step]] = field(default_factory=list)
     counts: dict[MinuteKey, int] = field(default_factory=dict)
 
 
-class MemberStage(Stage[ProfileInsert, StoredProfiles]):
-    """profile-insert -> profiles and styles in member.db, partner-created for a partner, the
-    signups-per-minute table."""
+class MemberStage(Stage[MemberEvent, StoredProfiles]):
+    """profile-insert -> profiles and styles in member.db (tombstones once deleted), a
+    partner's life on partner-created, the signups-per-minute table."""
 
     service = STAGE
     source = PROFILE_INSERT
@@ -84,36 +87,51 @@ class MemberStage(Stage[ProfileInsert, StoredProfiles]):
                    DeadLetters(app, PROFILE_INSERT, settings.partitions, send_letter),
                    per_minute.define_table(app, settings.partitions), publish_partners)
 
-    def decode(self, key: bytes | None, value: bytes | None, max_bytes: int) -> ProfileInsert:
-        return decode_profile_insert(key, value, max_bytes)
+    def decode(self, key: bytes | None, value: bytes | None, max_bytes: int) -> MemberEvent:
+        return decode_member_event(key, value, max_bytes)
 
-    async def store(self, decoded: Decoded[ProfileInsert], engine: AsyncEngine,
+    async def store(self, decoded: Decoded[MemberEvent], engine: AsyncEngine,
                     traced: BatchTrace) -> StoredProfiles:
-        """The profiles stored (or found stored already: a redelivered partner is published
-        again, in case the first publish was lost in a crash)."""
+        """Each event's step; a conflict (a uuid reused) is refused, a dead letter."""
         stored = StoredProfiles()  # counts: once stored
+        steps: dict[int, Step] = {}  # by the event's index in the batch
 
-        async def save(located: Sequence[tuple[ProfileInsert, int]]) -> dict[int, str]:
-            return await self.save(engine, [p for p, _ in located],
-                                   [partition for _, partition in located], stored.counts)
+        async def save(located: Sequence[tuple[MemberEvent, int, int]]) -> dict[int, str]:
+            done: list[Step] = []
+            refused = await self.save(engine, [e for e, _, _ in located],
+                                      [partition for _, partition, _ in located],
+                                      stored.counts, done)
+            steps.update((i, s) for (_, _, i), s in zip(located, done, strict=True))
+            return refused
 
         refused = await self.write(
-            [(p, raw.message.partition) for p, raw in zip(decoded.records, decoded.events,
-                                                          strict=True)], save, traced)
-        stored.profiles = decoded.refuse(refused, self.service)
+            [(e, raw.message.partition, i) for i, (e, raw) in enumerate(
+                zip(decoded.records, decoded.events, strict=True))], save, traced)
+        kept = [(i, e, raw) for i, (e, raw) in enumerate(zip(decoded.records, decoded.events,
+                                                             strict=True)) if i not in refused]
+        decoded.refuse(refused, self.service)
+        stored.profiles = [(e, raw, steps[i]) for i, e, raw in kept]
+        for event, _, step in stored.profiles:
+            if step.verdict == "skipped":
+                log.warning("%s: skipped %s of %s version %d: %s", STAGE, event.kind,
+                            event.uuid, event.version, step.reason)
         return stored
 
-    async def save(self, engine: AsyncEngine, profiles: Sequence[ProfileInsert],
-                   partitions: Sequence[int], counts: dict[MinuteKey, int]) -> dict[int, str]:
-        """One write of profiles (the batch, or a part of it ``write_isolating`` tries alone);
-        returns the ones refused by index, with why."""
-        return await save_profiles(engine, profiles, partitions, counts)
+    async def save(self, engine: AsyncEngine, events: Sequence[MemberEvent],
+                   partitions: Sequence[int], counts: dict[MinuteKey, int],
+                   steps: list[Step]) -> dict[int, str]:
+        """One write of events (the batch, or a part of it ``write_isolating`` tries alone);
+        returns the ones refused by index, with why; ``steps`` gets each event's step."""
+        return await save_profiles(engine, events, partitions, counts, steps)
 
     async def publish(self, stored: StoredProfiles, traced: BatchTrace) -> None:
-        partners = [(e, traced.headers_for(raw)) for p, raw in stored.profiles
-                    if (e := partner_created(p)) is not None]
+        """A partner's event for each of its events applied, or seen again (in case the
+        first publish was lost in a crash), in the order of the batch."""
+        partners = [(e, traced.headers_for(raw)) for event, raw, step in stored.profiles
+                    if step.verdict in ("applied", "same")
+                    and (e := partner_event(event)) is not None]
         await asyncio.gather(  # independent: one broker round trip for both
-            self.until_done("publish partner-created",
+            self.until_done("publish partner events",
                             lambda: self.publish_partners(partners)),
             self.until_done("changelog", lambda: per_minute.record(
                 self.signups, stored.counts, time.time())))

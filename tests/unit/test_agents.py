@@ -23,7 +23,7 @@ import pytest
 from signupflow.app import create_app
 from signupflow.dlq import dead_letter
 from signupflow.domain.per_minute import window_start
-from signupflow.models.events import PartnerCreated, ProfileInsert
+from signupflow.models.events import PartnerChanged, PartnerCreated, PartnerDeleted, ProfileInsert
 from signupflow.settings import Settings, get_settings
 from signupflow.storage.member import save_profiles
 from signupflow.streams.batch import BatchStage
@@ -46,7 +46,7 @@ class Recorder:
         self.sent.append(kwargs)
         return acknowledged()
 
-    def send_changelog(self, partition: int, key: Any, value: Any, *_: Any
+    def send_changelog(self, partition: int, key: Any, value: Any, *_: Any, **__: Any
                        ) -> asyncio.Future[None]:
         """Stands in for ``table.send_changelog``."""
         self.sent.append({"partition": partition, "key": key, "value": value})
@@ -229,6 +229,37 @@ async def test_batch_keeps_one_summary_per_partner_in_table_and_db(
     assert changelog[0]["partition"] == 0  # the partition of the event (test_context uses 0)
     assert "partner_id must be a UUID string" in dict(
         batch_env["dlq"].sent[0]["headers"])["dlq.error"].decode()
+
+
+async def test_batch_follows_a_partners_life_and_nothing_older_brings_it_back(
+    batch_env: dict[str, Any]
+) -> None:
+    """Changed then deleted: the entry follows, then goes (a tombstone on the changelog, the
+    batch.db row removed, its version kept); the created event again after that is stale."""
+    batch: BatchStage = batch_env["stage"]
+    pid = str(uuid.uuid4())
+    life = [PartnerCreated(partner_id=pid, nickname="amber_owl", style_count=2, occurred_at=NOW),
+            PartnerChanged(kind="changed", partner_id=pid, version=2, nickname="olive_owl",
+                           style_count=4, occurred_at=NOW),
+            PartnerDeleted(kind="deleted", partner_id=pid, version=3, occurred_at=NOW)]
+    db = batch_env["db"]
+    async with batch.agent.test_context() as agent:
+        for event in life[:2]:
+            await agent.put(event.dumps(), key=pid.encode())
+        await until(lambda: rows(db, "SELECT nickname, version FROM partner_summary") == [
+            ("olive_owl", 2)])
+        assert batch.partner_summary[pid].style_count == 4
+        for event in (life[2], life[0], life[1]):  # deleted, then an older prefix again
+            await agent.put(event.dumps(), key=pid.encode())
+        await until(lambda: rows(db, "SELECT partner_id, version FROM partner_tombstone") == [
+            (pid, 3)])
+        await asyncio.sleep(0.2)
+    await batch.resources.close()
+    assert rows(db, "SELECT * FROM partner_summary") == []
+    assert pid not in batch.partner_summary.data
+    assert [(c["key"], c["value"] is None) for c in batch_env["changelog"].sent][-1] == (
+        pid, True)
+    assert batch_env["dlq"].sent == []
 
 
 def letters_of(recorder: Recorder) -> list[tuple[bytes, str]]:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from signupflow.app import create_app
 from signupflow.metrics import REGISTRY
-from signupflow.models.events import PartnerCreated, ProfileInsert
+from signupflow.models.events import MemberDeleted, PartnerCreated, ProfileChanged, ProfileInsert
 from signupflow.settings import get_settings
 from signupflow.streams.common import RawEvent
 from signupflow.streams.member import MemberStage, Partner
@@ -72,7 +72,7 @@ async def test_a_member_stage_built_from_settings_handles_a_batch(tmp_path: Path
                 "SELECT uuid, style_id FROM favorite_style ORDER BY uuid, style_id"))).all()
     finally:
         await stage.resources.close()
-    assert [p.uuid for p, _ in stored.profiles] == [user.uuid, partner.uuid]
+    assert [p.uuid for p, _, _ in stored.profiles] == [user.uuid, partner.uuid]
     assert sorted(styles) == sorted([(user.uuid, 3), (partner.uuid, 1), (partner.uuid, 5)])
     assert published == [(PartnerCreated(
         partner_id=partner.uuid, nickname="velvet_fox", style_count=2,
@@ -80,3 +80,44 @@ async def test_a_member_stage_built_from_settings_handles_a_batch(tmp_path: Path
     assert [letter["key"] for letter in letters] == [b"k"]
     assert "not valid UTF-8 JSON" in dict(letters[0]["headers"])["dlq.error"].decode()
     assert (processed("processed") - before[0], processed("dead_lettered") - before[1]) == (2, 1)
+
+
+async def test_a_member_stage_applies_a_partners_life_by_version(tmp_path: Path) -> None:
+    """Created, changed, deleted: the partner's events follow in order; a redelivered older
+    change and the created event after the deletion change nothing and publish nothing."""
+    settings = replace(get_settings(), data_dir=tmp_path,
+                       database_urls={"member": "sqlite+aiosqlite:///:memory:"})
+    published: list[Partner] = []
+
+    async def publish_partners(partners: Sequence[Partner]) -> None:
+        published.extend(partners)
+
+    async def send_letter(**record: Any) -> Any:
+        raise AssertionError(f"nothing is dead-lettered here: {record}")
+
+    stage = MemberStage.build(create_app("member", settings), settings,
+                              send_letter=send_letter, publish_partners=publish_partners)
+    uid = str(uuid.uuid4())
+    created = ProfileInsert(uuid=uid, role="PARTNER", nickname="velvet_fox",
+                            favorite_styles=[1], occurred_at=LONG_AGO)
+    changed = ProfileChanged(kind="changed", uuid=uid, version=2, role="PARTNER",
+                             nickname="linen_fox", favorite_styles=[1, 2, 3],
+                             occurred_at=LONG_AGO)
+    deleted = MemberDeleted(kind="deleted", uuid=uid, version=3, role="PARTNER",
+                            occurred_at=LONG_AGO)
+    try:
+        first = await stage.handle([raw(uid.encode(), e.dumps(), n)
+                                    for n, e in enumerate((created, changed))])
+        second = await stage.handle([raw(uid.encode(), e.dumps(), n)
+                                     for n, e in enumerate((deleted, changed, created), 2)])
+        async with (await stage.resources.engine()).connect() as conn:
+            rows = {t: (await conn.execute(text(f"SELECT * FROM {t}"))).all()
+                    for t in ("partner_profile", "favorite_style", "member_tombstone")}
+    finally:
+        await stage.resources.close()
+    assert [s.verdict for _, _, s in first.profiles + second.profiles] == [
+        "applied", "applied", "applied", "stale", "stale"]
+    assert [(type(e).__name__, e.version) for e, _ in published] == [
+        ("PartnerCreated", 1), ("PartnerChanged", 2), ("PartnerDeleted", 3)]
+    assert rows["partner_profile"] == [] and rows["favorite_style"] == []
+    assert [(r.uuid, r.version) for r in rows["member_tombstone"]] == [(uid, 3)]
