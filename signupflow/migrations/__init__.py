@@ -148,7 +148,7 @@ def upgrade_on(conn: Connection, service: str, target: str = "heads") -> Upgrade
     before = current_on(conn)
     adopted = before is None and _legacy(conn, service)
 
-    def steps(revision: object, _ctx: MigrationContext) -> Iterable[RevisionStep]:
+    def steps(revision: str, _ctx: MigrationContext) -> Iterable[RevisionStep]:
         return script._upgrade_revs(target, revision)  # what `alembic upgrade` runs
 
     ctx = MigrationContext.configure(conn, opts={"fn": steps, "script": script})
