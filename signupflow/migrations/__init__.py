@@ -26,9 +26,10 @@ upgraded like any other.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
@@ -50,10 +51,11 @@ LEGACY_TABLES: dict[str, frozenset[str]] = {
     "member": frozenset({"user_profile", "partner_profile", "favorite_style", "signup_minute"}),
     "batch": frozenset({"partner_summary"}),
 }
-#: Nullable columns that code before migrations added to its tables at start-up: a database
-#: last opened by older code may lack them; they are added before it is stamped 0001.
-LEGACY_LATE_COLUMNS: dict[str, dict[str, sa.Column[str]]] = {
-    "auth": {"outbox": sa.Column("traceparent", sa.String(length=55), nullable=True)},
+#: Nullable columns that code before migrations added to its tables at start-up (table,
+#: column): a database last opened by older code may lack them; they are added before it is
+#: stamped 0001.
+LEGACY_LATE_COLUMNS: dict[str, list[tuple[str, Callable[[], sa.Column[Any]]]]] = {
+    "auth": [("outbox", lambda: sa.Column("traceparent", sa.String(length=55), nullable=True))],
 }
 
 
@@ -123,9 +125,10 @@ def _legacy(conn: Connection, service: str) -> bool:
 def _adopt(conn: Connection, service: str, ctx: MigrationContext) -> None:
     operations = Operations(ctx)
     inspector = inspect(conn)
-    for table, column in LEGACY_LATE_COLUMNS.get(service, {}).items():
-        if column.name not in {c["name"] for c in inspector.get_columns(table)}:
-            operations.add_column(table, column.copy())
+    for table, column in LEGACY_LATE_COLUMNS.get(service, []):
+        late = column()
+        if late.name not in {c["name"] for c in inspector.get_columns(table)}:
+            operations.add_column(table, late)
     ctx.stamp(scripts(service), "0001")
 
 
@@ -161,26 +164,27 @@ def upgrade_on(conn: Connection, service: str, target: str = "heads") -> Upgrade
     return Upgraded(service, before, after, adopted)
 
 
-async def upgrade(target: AsyncEngine | str, service: str) -> Upgraded:
+async def upgrade(database: AsyncEngine | str, service: str, target: str = "heads") -> Upgraded:
     """Upgrade ``service``'s database (an engine, or a URL: an engine made and disposed here)
-    to the head revision, in one transaction. Safe to run from several processes at once."""
-    engine = make_engine(target) if isinstance(target, str) else target
+    to ``target`` (default: the head revision), in one transaction. Safe to run from several
+    processes at once."""
+    engine = make_engine(database) if isinstance(database, str) else database
     try:
         async with engine.begin() as conn:
-            return await conn.run_sync(upgrade_on, service)
+            return await conn.run_sync(upgrade_on, service, target)
     finally:
-        if isinstance(target, str):
+        if isinstance(database, str):
             await engine.dispose()
 
 
-async def current(target: AsyncEngine | str) -> str | None:
+async def current(database: AsyncEngine | str) -> str | None:
     """The revision of a database (None: never upgraded)."""
-    engine = make_engine(target) if isinstance(target, str) else target
+    engine = make_engine(database) if isinstance(database, str) else database
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(current_on)
     finally:
-        if isinstance(target, str):
+        if isinstance(database, str):
             await engine.dispose()
 
 
@@ -207,8 +211,3 @@ async def require_head(engine: AsyncEngine, service: str) -> None:
     problem = behind(service, database_label(str(engine.url), service), await current(engine))
     if problem is not None:
         raise NotAtHead(problem)
-
-
-async def upgrade_all(urls: dict[str, str]) -> list[Upgraded]:
-    """Upgrade each service's database (service -> URL), one after another."""
-    return [await upgrade(url, service) for service, url in urls.items()]
