@@ -21,6 +21,7 @@ import pytest
 
 from signupflow.dlq import dead_letter
 from signupflow.domain.per_minute import window_start
+from signupflow.migrations import upgrade
 from signupflow.models.events import PartnerCreated, ProfileInsert
 from signupflow.settings import get_settings
 from signupflow.streams import batch, member
@@ -87,6 +88,7 @@ async def until(predicate: Any, seconds: float = 5.0) -> None:
 def member_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     db = tmp_path / "member.db"
     settings = replace(get_settings(), database_urls={"member": f"sqlite+aiosqlite:///{db}"})
+    asyncio.run(upgrade(settings.database_url("member"), "member"))
     monkeypatch.setattr(member, "resources", Resources("member", settings))
     partners, dlq = Recorder(), Recorder()
 
@@ -163,6 +165,7 @@ async def test_member_dead_letters_bad_events_and_keeps_going(
 def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     db = tmp_path / "batch.db"
     settings = replace(get_settings(), database_urls={"batch": f"sqlite+aiosqlite:///{db}"})
+    asyncio.run(upgrade(settings.database_url("batch"), "batch"))
     monkeypatch.setattr(batch, "resources", Resources("batch", settings))
     dlq, changelog = Recorder(), Recorder()
     monkeypatch.setattr(batch.dead_letters.topic, "send", dlq.send)
