@@ -5,6 +5,7 @@ once from several processes: tests/integration/test_migrations.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -194,3 +195,13 @@ def test_db_current_and_upgrade_on_the_command_line(
         assert now.stdout.splitlines() == [f"{s}: {head(s)} (head)" for s in SERVICES]
     finally:
         get_settings.cache_clear()
+
+
+async def test_several_upgrades_at_once_on_one_sqlite_file(
+        engines: Callable[[str], AsyncEngine]) -> None:
+    """Each engine its own connection (aiosqlite: its own thread): BEGIN IMMEDIATE makes them
+    take turns; one upgrades, the others find the database at the head."""
+    done = await asyncio.wait_for(asyncio.gather(
+        *(upgrade(engines("member"), "member") for _ in range(4))), 60)  # unlocked: deadlock
+    assert sorted(d.describe() for d in done) == [f"member: at {head('member')} (head)"] * 3 + [
+        f"member: empty -> {head('member')}"]
