@@ -193,6 +193,58 @@ def secrets(directory: Path, hosts: tuple[str, ...], kafka_uid: int | None) -> N
                else f"every secret under {directory} exists already")
 
 
+# --- databases ------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Each service's database schema: Alembic migrations (signupflow/migrations)."""
+
+
+SERVICE_ARGS = click.argument("services", nargs=-1, type=click.Choice(SERVICES))
+
+
+def upgrade_databases(s: Settings, services: tuple[str, ...] = ()) -> None:
+    """Bring the databases of ``services`` (default: all) to the head revision, saying what
+    was done; exit with the reason if one cannot be."""
+    from signupflow.migrations import upgrade
+
+    for service in services or SERVICES:
+        try:
+            done = asyncio.run(upgrade(s.database_url(service), service))
+        except Exception as exc:
+            fail(f"upgrading the {service} database: {exc}")
+        click.echo(f"database {done.describe()}")
+
+
+@db.command("upgrade")
+@SERVICE_ARGS
+def db_upgrade(services: tuple[str, ...]) -> None:
+    """Upgrade the databases of SERVICES (default: auth, member and batch) to the revision
+    this code needs. Safe to run again, and from several processes at once; a database made
+    by older code (tables, no alembic_version) is stamped at 0001 with its rows kept."""
+    upgrade_databases(get_settings(), services)
+
+
+@db.command("current")
+@SERVICE_ARGS
+def db_current(services: tuple[str, ...]) -> None:
+    """Each database's revision and the one the code needs. Exits 1 unless all are there."""
+    from signupflow.migrations import behind, current, database_label
+
+    s = get_settings()
+    lagging = False
+    for service in services or SERVICES:
+        url = s.database_url(service)
+        try:
+            found = asyncio.run(current(url))
+        except Exception as exc:
+            fail(f"reading the {service} database's revision: {exc}")
+        problem = behind(service, database_label(url, service), found)
+        lagging = lagging or problem is not None
+        click.echo(f"{service}: {found} (head)" if problem is None else f"{service}: {problem}")
+    sys.exit(1 if lagging else 0)
+
+
 # --- workers --------------------------------------------------------------------------------
 
 @main.command()
@@ -272,12 +324,13 @@ def say(message: str, err: bool = False) -> None:
 def start_system(s: Settings, nodes: int | None, secure: bool | None,
                  procs: dict[str, subprocess.Popen[bytes]]
                  ) -> Callable[[str], subprocess.Popen[bytes]]:
-    """The broker, then the workers (into ``procs`` as they start, so that whatever started
-    is stopped if the rest fails or a stop signal comes), waiting until each one answers.
-    Returns how to start one service's worker again."""
+    """The databases' upgrade, the broker, then the workers (into ``procs`` as they start, so
+    that whatever started is stopped if the rest fails or a stop signal comes), waiting until
+    each one answers. Returns how to start one service's worker again."""
     from signupflow.settings import LOCAL_CLIENT_ENV, read_env_file
     from signupflow.supervisor import start_worker, wait_http, worker_env
 
+    upgrade_databases(s)  # the workers only check their database's revision
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
     cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes), secure)
     # every node as bootstrap: a worker (re)starting while one node is down still connects;

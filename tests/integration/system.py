@@ -29,6 +29,7 @@ from signupflow.db import make_engine, no_such_table
 from signupflow.domain.fake import fake_signups
 from signupflow.kafka_client import KafkaAccess
 from signupflow.local_security import ADMIN_USER, LocalSecurity, grant_acls
+from signupflow.migrations import upgrade
 from signupflow.settings import (
     LOCAL_CLIENT_ENV,
     SERVICES,
@@ -79,6 +80,7 @@ class System:
             "SIGNUPFLOW_SIGNUP_RATE": "0",
             **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in self.ports.items()},
         }
+        self.migrate()
         settings = load_settings(self.env)
         if self.secure:
             asyncio.run(grant_acls(LocalSecurity(self.broker_home), self.bootstrap, settings))
@@ -126,8 +128,17 @@ class System:
     def log(self, service: str) -> Path:
         return self.root / "log" / f"{service}.log"
 
+    def migrate(self, env: dict[str, str] | None = None) -> None:
+        """Upgrade every service's database (of ``env``, default the system's) to the head
+        revision, as ``signupflow db upgrade`` does: workers refuse a database that is not."""
+        settings = load_settings({**self.env, **(env or {})})
+        for service in SERVICES:
+            asyncio.run(upgrade(settings.database_url(service), service))
+
     def start(self, *services: str, **env: str) -> None:
-        """Start workers (default: all three); ``env`` adds settings for these processes."""
+        """Start workers (default: all three), their databases upgraded first; ``env`` adds
+        settings for these processes."""
+        self.migrate(env)
         for service in services or SERVICES:
             self.procs[service] = start_worker(service, self.log(service),
                                                worker_env(service, {**self.env, **env}))
@@ -138,6 +149,7 @@ class System:
         """One more ``service`` worker, known as ``name`` (own web port and log); ``env`` adds
         settings, e.g. another app id. In the same consumer group it shares the partitions."""
         self.ports[name] = broker.free_port()
+        self.migrate(env)
         self.procs[name] = start_worker(
             service, self.log(name),
             worker_env(service, {**self.env, f"SIGNUPFLOW_{service.upper()}_WEB_PORT":
@@ -150,6 +162,7 @@ class System:
         stopped on the way out, before the databases go."""
         with database_settings(kind) as settings:
             self.env.update(settings)
+            self.migrate()
             try:
                 yield
             finally:

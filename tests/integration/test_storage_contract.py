@@ -17,7 +17,7 @@ case per recorder, run per backend), every test here runs once per backend throu
 * :class:`TestMemberStorage`: ``save_profiles`` (inserts, redelivery, conflicting uuid reuse,
   signups per minute counted once, also by concurrent writers), ``prune_minutes``;
 * :class:`TestBatchStorage`: ``save_summaries`` and ``load_summaries``;
-* :class:`TestDb`: ``make_engine``, ``unwritable``, ``create_schema``, ``insert_ignore``,
+* :class:`TestDb`: ``make_engine``, ``unwritable``, ``migrations.upgrade``, ``insert_ignore``,
   ``upsert``;
 * :class:`TestErrorTranslation`: outages and locks raise :class:`Retriable`, values the database
   refuses raise :class:`Rejected`.
@@ -47,11 +47,12 @@ import pytest
 from sqlalchemy import Table, event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signupflow.db import create_schema, insert_ignore, make_engine, unwritable, upsert
+from signupflow.db import insert_ignore, make_engine, unwritable, upsert
 from signupflow.domain.life import Step
 from signupflow.domain.per_minute import MinuteKey, window_start
 from signupflow.domain.reuse import instant
 from signupflow.domain.signup import Signup, profile_event, validate_signup
+from signupflow.migrations import upgrade
 from signupflow.models.db import SCHEMAS
 from signupflow.models.events import MemberDeleted, PartnerSummary, ProfileChanged, ProfileInsert
 from signupflow.storage.auth import (
@@ -172,7 +173,8 @@ def postgres() -> Iterator[Postgres]:
 async def _reset(engine: AsyncEngine, service: str) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(SCHEMAS[service].drop_all)
-    await create_schema(engine, service)
+        await conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    await upgrade(engine, service)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -213,7 +215,7 @@ def outage(
     try:
         for service in SERVICES:
             outage.db.engines[service] = outage.db.engine(service, short_wait=True)
-            outage.db.run(create_schema(outage.db.engines[service], service))
+            outage.db.run(upgrade(outage.db.engines[service], service))
         yield outage
     finally:
         outage.up_again()
@@ -958,7 +960,7 @@ class TestDb:
             outage.up_again()
             assert db.run(unwritable(db.auth)) is None
 
-    def test_create_schema_is_idempotent_and_creates_own_tables_only(
+    def test_upgrade_is_idempotent_and_creates_own_tables_only(
         self, database: Database
     ) -> None:
         ev = database.run(do_register(database.auth, signup()))
@@ -975,9 +977,9 @@ class TestDb:
 
         for service in SERVICES:
             engine = database.engines[service]
-            database.run(create_schema(engine, service))
-            database.run(create_schema(database.engine(service), service))
-            assert database.run(tables(engine)) == set(SCHEMAS[service].tables)
+            database.run(upgrade(engine, service))
+            database.run(upgrade(database.engine(service), service))
+            assert database.run(tables(engine)) == {*SCHEMAS[service].tables, "alembic_version"}
         assert {s: {t.name: database.run(table_rows(database.engines[s], t))
                     for t in SCHEMAS[s].sorted_tables} for s in SERVICES} == before
         assert all(rows for tables_ in before.values() for rows in tables_.values())

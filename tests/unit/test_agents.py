@@ -23,6 +23,7 @@ import pytest
 from signupflow.app import create_app
 from signupflow.dlq import dead_letter
 from signupflow.domain.per_minute import window_start
+from signupflow.migrations import upgrade
 from signupflow.models.events import PartnerChanged, PartnerCreated, PartnerDeleted, ProfileInsert
 from signupflow.settings import Settings, get_settings
 from signupflow.storage.member import save_profiles
@@ -116,6 +117,7 @@ async def member_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     db = tmp_path / "member.db"
     settings = service_settings(tmp_path, "member", db)
     partners, dlq, changelog = Recorder(), Recorder(), Recorder()
+    await upgrade(settings.database_url("member"), "member")
     app = create_app("member", settings)
 
     async def producer_send(topic: str, key: bytes, value: bytes, *_: Any) -> Any:
@@ -198,6 +200,7 @@ async def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     changelog records are recorded."""
     db = tmp_path / "batch.db"
     settings = service_settings(tmp_path, "batch", db)
+    await upgrade(settings.database_url("batch"), "batch")
     dlq, changelog = Recorder(), Recorder()
     stage = BatchStage.build(create_app("batch", settings), settings, send_letter=dlq.send)
     async with stage_of(stage):
@@ -248,7 +251,9 @@ async def test_batch_follows_a_partners_life_and_nothing_older_brings_it_back(
             await agent.put(event.dumps(), key=pid.encode())
         await until(lambda: rows(db, "SELECT nickname, version FROM partner_summary") == [
             ("olive_owl", 2)])
-        assert batch.partner_summary[pid].style_count == 4
+        await until(lambda: pid in batch.partner_summary.data
+                    and batch.partner_summary.data[pid].version == 2)
+        assert batch.partner_summary.data[pid].style_count == 4
         for event in (life[2], life[0], life[1]):  # deleted, then an older prefix again
             await agent.put(event.dumps(), key=pid.encode())
         await until(lambda: rows(db, "SELECT partner_id, version FROM partner_tombstone") == [

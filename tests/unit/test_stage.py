@@ -15,8 +15,9 @@ from sqlalchemy import text
 
 from signupflow.app import create_app
 from signupflow.metrics import REGISTRY
+from signupflow.migrations import upgrade
 from signupflow.models.events import MemberDeleted, PartnerCreated, ProfileChanged, ProfileInsert
-from signupflow.settings import get_settings
+from signupflow.settings import Settings, get_settings
 from signupflow.streams.common import RawEvent
 from signupflow.streams.member import MemberStage, Partner
 from signupflow.topics import PROFILE_INSERT
@@ -39,14 +40,21 @@ def acknowledged() -> asyncio.Future[None]:
     return future
 
 
+async def upgraded(tmp_path: Path) -> Settings:
+    """Settings of a member database of its own under ``tmp_path``, at the head revision."""
+    settings = replace(get_settings(), data_dir=tmp_path,
+                       database_urls={"member": f"sqlite+aiosqlite:///{tmp_path / 'member.db'}"})
+    await upgrade(settings.database_url("member"), "member")
+    return settings
+
+
 def processed(outcome: str) -> float:
     return REGISTRY.get_sample_value("signupflow_events_total",
                                      {"service": "member", "outcome": outcome}) or 0.0
 
 
 async def test_a_member_stage_built_from_settings_handles_a_batch(tmp_path: Path) -> None:
-    settings = replace(get_settings(), data_dir=tmp_path,
-                       database_urls={"member": "sqlite+aiosqlite:///:memory:"})
+    settings = await upgraded(tmp_path)
     letters: list[dict[str, Any]] = []
     published: list[Partner] = []
 
@@ -85,8 +93,7 @@ async def test_a_member_stage_built_from_settings_handles_a_batch(tmp_path: Path
 async def test_a_member_stage_applies_a_partners_life_by_version(tmp_path: Path) -> None:
     """Created, changed, deleted: the partner's events follow in order; a redelivered older
     change and the created event after the deletion change nothing and publish nothing."""
-    settings = replace(get_settings(), data_dir=tmp_path,
-                       database_urls={"member": "sqlite+aiosqlite:///:memory:"})
+    settings = await upgraded(tmp_path)
     published: list[Partner] = []
 
     async def publish_partners(partners: Sequence[Partner]) -> None:
