@@ -41,3 +41,25 @@ def fake_signups(count: int, partner_ratio: float, seed: int | None = None,
     rng = random.Random(seed)
     run = run or f"{rng.getrandbits(32):08x}"
     return [fake_signup(rng, i, partner_ratio, run) for i in range(count)]
+
+
+#: A step of a member's life after its signup: a profile change (a ``PATCH`` body), or None:
+#: its deletion.
+LifeStep = dict[str, Any] | None
+
+
+def fake_life(rng: random.Random, index: int, delete_ratio: float = 0.2) -> list[LifeStep]:
+    """What a member does after signing up: 0 to 3 profile changes (a nickname, styles or
+    both), then, with probability ``delete_ratio``, the deletion of the account."""
+    steps: list[LifeStep] = []
+    for n in range(rng.randint(0, 3)):
+        what = rng.random()
+        change: dict[str, Any] = {}
+        if what < 2 / 3:
+            change["nickname"] = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}{index % 1000}v{n + 2}"
+        if what >= 1 / 3:
+            change["favorite_styles"] = rng.sample(sorted(STYLES), rng.randint(0, 3))
+        steps.append(change)
+    if rng.random() < delete_ratio:
+        steps.append(None)
+    return steps
