@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
+from signupflow.domain.account import basic_authorization
 from signupflow.domain.fake import LifeStep
 
 
@@ -70,18 +71,19 @@ def retry_after(header: str | None) -> float:
 
 
 async def send(session: aiohttp.ClientSession, method: str, url: str, data: bytes | None = None,
-               patience: float = 120.0, auth: aiohttp.BasicAuth | None = None) -> SignupOutcome:
+               patience: float = 120.0, authorization: str | None = None) -> SignupOutcome:
     """Send one request (a JSON body, if any), again after each 429/503's Retry-After while
     ``patience`` (seconds) lasts. A connection failure is an outcome too (status 0), not an
     exception: the server may or may not have done it, and the other requests must still be
     sent. A body that is not a JSON object comes back as ``{"body": ...}`` (``{}`` for none)."""
     headers = {"Content-Type": "application/json"} if data is not None else {}
+    if authorization is not None:
+        headers["Authorization"] = authorization
     deadline = time.monotonic() + patience
     waits = 0
     while True:
         try:
-            async with session.request(method, url, data=data, headers=headers,
-                                       auth=auth) as resp:
+            async with session.request(method, url, data=data, headers=headers) as resp:
                 raw = await resp.read()
                 wait = retry_after(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -106,24 +108,19 @@ async def post_signup(session: aiohttp.ClientSession, url: str, body: Any,
                       body if isinstance(body, bytes) else orjson.dumps(body), patience)
 
 
-def owner(email: str, password: str) -> aiohttp.BasicAuth:
-    """An account's credentials, as ``/accounts/{uuid}`` reads them (UTF-8)."""
-    return aiohttp.BasicAuth(email, password, encoding="utf-8")
-
-
 async def change_account(session: aiohttp.ClientSession, base_url: str, member_uuid: str,
                          email: str, password: str, change: Mapping[str, Any],
                          patience: float = 120.0) -> SignupOutcome:
     """``PATCH /accounts/{uuid}`` with ``change`` (nickname, favorite_styles) as its owner."""
     return await send(session, "PATCH", account_url(base_url, member_uuid),
-                      orjson.dumps(dict(change)), patience, owner(email, password))
+                      orjson.dumps(dict(change)), patience, basic_authorization(email, password))
 
 
 async def delete_account(session: aiohttp.ClientSession, base_url: str, member_uuid: str,
                          email: str, password: str, patience: float = 120.0) -> SignupOutcome:
     """``DELETE /accounts/{uuid}`` as its owner."""
     return await send(session, "DELETE", account_url(base_url, member_uuid), None, patience,
-                      owner(email, password))
+                      basic_authorization(email, password))
 
 
 def account_url(base_url: str, member_uuid: str) -> str:

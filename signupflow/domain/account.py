@@ -156,6 +156,12 @@ def basic_credentials(header: str | None) -> Credentials | None:
     return Credentials(email, password)
 
 
+def basic_authorization(email: str, password: str) -> str:
+    """The ``Authorization`` header a client sends for these credentials (UTF-8, as
+    :func:`basic_credentials` reads them)."""
+    return "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode("ascii")
+
+
 def may_act(target_uuid: str, account_uuid: str | None, password_matches: bool) -> bool:
     """Whether the credentials open ``target_uuid``: they name an account (``account_uuid``,
     None: no live account has that email; a deleted one has none), it is that one, and the

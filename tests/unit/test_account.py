@@ -16,6 +16,7 @@ from signupflow.domain.account import (
     ProfileChange,
     ProfileUnknown,
     PublicProfile,
+    basic_authorization,
     basic_credentials,
     changed_event,
     changed_profile,
@@ -110,6 +111,11 @@ def test_the_events_carry_the_whole_profile_and_the_version_and_decode_as_such()
 
 def basic(text: str) -> str:
     return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+def test_what_a_client_sends_is_what_the_server_reads() -> None:
+    header = basic_authorization("ada@example.com", "pässwörd:with colon")
+    assert basic_credentials(header) == Credentials("ada@example.com", "pässwörd:with colon")
 
 
 def test_basic_credentials_give_the_email_as_accounts_store_it() -> None:
