@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from signupflow.domain.account import ACCOUNTS
 from signupflow.kafka_client import Secret
 from signupflow.settings import PREFIX, Settings
 
@@ -27,7 +28,7 @@ from signupflow.settings import PREFIX, Settings
 OPEN_PATHS = frozenset({"/health", "/ready", "/signup", "/console"})
 #: ...and the public account API under these prefixes, authenticated by the account's own
 #: credentials (HTTP Basic), not by the token.
-OPEN_PREFIXES = ("/accounts/",)
+OPEN_PREFIXES = (ACCOUNTS,)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -25,6 +25,9 @@ CHANGEABLE: dict[str, Callable[[Any], Any]] = {
     "favorite_styles": check_styles,
 }
 
+#: Where the accounts are (``/accounts/{uuid}``).
+ACCOUNTS = "/accounts/"
+
 #: The one answer to every request whose credentials do not open this account: no header, a
 #: malformed one, an unknown email, a wrong password, another member's uuid, a deleted account.
 #: Telling them apart would tell a stranger which emails have accounts.
@@ -62,6 +65,12 @@ class PublicProfile:
 
     nickname: str
     favorite_styles: list[int]
+
+
+def costs_a_hash(method: str, path: str) -> bool:
+    """Whether a request is a change or deletion of an account: it checks a password (a scrypt
+    hash), so it is admitted, rate limited and shed as a signup is."""
+    return path.startswith(ACCOUNTS) and method in ("PATCH", "DELETE")
 
 
 def validate_change(payload: Any) -> ProfileChange:

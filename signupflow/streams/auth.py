@@ -33,12 +33,14 @@ from opentelemetry.trace import Span, SpanKind
 from signupflow import tracing
 from signupflow.app import create_app
 from signupflow.domain.account import (
+    ACCOUNTS,
     UNAUTHORIZED,
     WWW_AUTHENTICATE,
     ChangeInvalid,
     ProfileChange,
     ProfileUnknown,
     basic_credentials,
+    costs_a_hash,
     may_act,
     validate_change,
 )
@@ -99,15 +101,11 @@ hash_gate = HashGate(settings.hash_concurrency, settings.signup_latency_budget,
 DECOY_HASH = hash_password("no account has this password", settings.scrypt_n)
 
 
-def account_request(request: web.Request) -> bool:
-    """A change or deletion of an account: it costs a hash, so it is admitted as a signup."""
-    return request.path.startswith("/accounts/") and request.method in ("PATCH", "DELETE")
-
-
 app = create_app(STAGE, settings, [PROFILE_INSERT], middlewares=[
     admission("/signup", limiter, hash_gate, settings.trusted_proxies,
               lambda outcome: SIGNUPS.labels(outcome).inc()),
-    admission(account_request, limiter, hash_gate, settings.trusted_proxies,
+    admission(lambda request: costs_a_hash(request.method, request.path), limiter, hash_gate,
+              settings.trusted_proxies,
               lambda outcome: ACCOUNT_CHANGES.labels(outcome).inc())])
 resources = service_resources(app, STAGE, settings)
 relay_wakeup = asyncio.Event()
@@ -229,7 +227,7 @@ def unauthorized(view: View) -> Response:
                      headers={"WWW-Authenticate": WWW_AUTHENTICATE})
 
 
-@app.page("/accounts/{member_uuid}")
+@app.page(ACCOUNTS + "{member_uuid}")
 class AccountView(View):
     """Change (``PATCH``: nickname, favorite_styles) or delete (``DELETE``) an account, opened
     by HTTP Basic with its email and password. 200 {uuid, version, nickname,
