@@ -278,18 +278,18 @@ class AccountView(View):
         try:
             if change is None:
                 await delete_account(engine, member_uuid, now, traceparent)
+                answer = self.bytes(b"", status=204)
             else:
                 event = await change_profile(engine, member_uuid, change, now, traceparent)
+                answer = self.json({"uuid": member_uuid, "version": event.version,
+                                    "nickname": event.nickname,
+                                    "favorite_styles": event.favorite_styles})
         except AccountGone:  # deleted since the credentials were read
             return unauthorized(self)
         except ProfileUnknown as exc:
             return error(self, 409, str(exc))
         relay_wakeup.set()
-        if change is None:
-            return self.bytes(b"", status=204)
-        return self.json({"uuid": member_uuid, "version": event.version,
-                          "nickname": event.nickname,
-                          "favorite_styles": event.favorite_styles})
+        return answer
 
 
 async def relay_once(producer: AIOKafkaProducer) -> int | None:
