@@ -4,6 +4,7 @@ change leaves, the events, and the credentials that open an account (one 401 for
 from __future__ import annotations
 
 import base64
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +27,7 @@ from signupflow.domain.account import (
     validate_change,
 )
 from signupflow.domain.decode import decode_member_event
+from signupflow.domain.fake import fake_life
 from signupflow.domain.signup import SignupInvalid, validate_signup
 
 UUID = "3f2b8c1e-9a4d-4b6e-8f1a-2c3d4e5f6a7b"
@@ -153,3 +155,20 @@ def test_the_right_credentials_open_the_account() -> None:
 def test_the_one_401_answer_names_no_reason() -> None:
     text = UNAUTHORIZED["error"].lower()
     assert not any(word in text for word in ("deleted", "not found", "no such", "incorrect"))
+
+
+# --- fake lives (signupflow signup --life) ----------------------------------------------------
+
+def test_fake_lives_are_valid_changes_then_maybe_a_deletion_last() -> None:
+    rng = random.Random(5)
+    lives = [fake_life(rng, i) for i in range(400)]
+    assert lives == [fake_life(r, i) for r in [random.Random(5)] for i in range(400)]
+    changes = [[s for s in life if s is not None] for life in lives]
+    assert {len(c) for c in changes} == {0, 1, 2, 3}
+    for life in lives:
+        assert None not in life[:-1], "a step after the deletion"
+        for step in life:
+            if step is not None:
+                assert validate_change(step) == ProfileChange(**step)
+    deleted = sum(1 for life in lives if life and life[-1] is None)
+    assert 40 < deleted < 120  # about one in five
