@@ -52,10 +52,17 @@ SIGNUPS = Counter(
     "POST /signup answers, by outcome: created, invalid (400, 413) or duplicate (409)",
     ["outcome"], registry=None)
 
+ACCOUNT_CHANGES = Counter(
+    "signupflow_account_changes_total",
+    "PATCH and DELETE /accounts/{uuid} answers, by outcome: changed, deleted, invalid (400, "
+    "413), unauthorized (401), conflict (409), shed, rate_limited...", ["outcome"],
+    registry=None)
+
 
 def export_auth_metrics() -> None:
     """Add auth's metrics to this process's ``/metrics`` (the auth worker calls it once)."""
-    for metric in (OUTBOX_PENDING, OUTBOX_OLDEST_PENDING, OUTBOX_DELETED, SIGNUPS):
+    for metric in (OUTBOX_PENDING, OUTBOX_OLDEST_PENDING, OUTBOX_DELETED, SIGNUPS,
+                   ACCOUNT_CHANGES):
         REGISTRY.register(metric)
 
 

@@ -186,11 +186,11 @@ class System:
 
     # --- observation -----------------------------------------------------------------------
     def cli(
-        self, *args: str, check: bool = False, timeout: float = 300
+        self, *args: str, check: bool = False, timeout: float = 300, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "signupflow.cli", *args], env=self.env, capture_output=True,
-            text=True, timeout=timeout, check=check,
+            text=True, timeout=timeout, check=check, input=stdin,
         )
 
     def cli_background(self, *args: str) -> subprocess.Popen[str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from signupflow.domain.fake import Action, fake_lives
+from signupflow.domain.fake import LifeStep, fake_lives
 from tests.integration.system import System
 
 MEMBERS = int(os.environ.get("SIGNUPFLOW_LIFE_MEMBERS", "2000"))
@@ -46,7 +46,7 @@ class Driver:
     as members finish."""
 
     urls: list[str]
-    lives: list[tuple[dict[str, Any], list[Action]]]
+    lives: list[tuple[dict[str, Any], list[LifeStep]]]
     outcomes: list[Outcome] = field(default_factory=list)
     requests: int = 0
     error: BaseException | None = None
@@ -75,7 +75,7 @@ class Driver:
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(timeout=timeout) as session:
 
-            async def one(i: int, body: dict[str, Any], actions: list[Action]) -> None:
+            async def one(i: int, body: dict[str, Any], actions: list[LifeStep]) -> None:
                 async with gate:
                     outcome = await self._life(session, random.Random(i), body, actions)
                     if outcome is not None:
@@ -84,7 +84,7 @@ class Driver:
             await asyncio.gather(*(one(i, b, a) for i, (b, a) in enumerate(self.lives)))
 
     async def _life(self, session: aiohttp.ClientSession, rng: random.Random,
-                    body: dict[str, Any], actions: list[Action]) -> Outcome | None:
+                    body: dict[str, Any], actions: list[LifeStep]) -> Outcome | None:
         status, answer = await self._send(session, rng, "POST", "/signup", body)
         assert status == 201, (status, answer)
         uuid = answer["uuid"]
@@ -92,8 +92,8 @@ class Driver:
                           frozenset(body["favorite_styles"]))
         credentials = base64.b64encode(f"{body['email']}:{body['password']}".encode()).decode()
         auth = {"Authorization": f"Basic {credentials}"}
-        for kind, change in actions:
-            if kind == "change":
+        for change in actions:
+            if change is not None:
                 status, answer = await self._send(session, rng, "PATCH", f"/accounts/{uuid}",
                                                   change, auth)
                 assert status == 200, (status, answer)
