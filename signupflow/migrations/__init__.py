@@ -77,7 +77,8 @@ class Upgraded:
         adopted = " (tables of the code before migrations, stamped 0001)" if self.adopted else ""
         if self.before == self.after:
             return f"{self.service}: at {self.after} (head){adopted}"
-        return f"{self.service}: {self.before or 'empty'} -> {self.after}{adopted}"
+        before = self.before or ("unversioned" if self.adopted else "empty")
+        return f"{self.service}: {before} -> {self.after}{adopted}"
 
 
 def scripts(service: str) -> ScriptDirectory:
@@ -160,7 +161,8 @@ def upgrade_on(conn: Connection, service: str, target: str = "heads") -> Upgrade
     with Operations.context(ctx):
         ctx.run_migrations()
     after = current_on(conn)
-    assert after is not None
+    if after is None:
+        raise RuntimeError(f"{service}: no revision stamped after the upgrade to {target}")
     return Upgraded(service, before, after, adopted)
 
 
