@@ -71,9 +71,9 @@ def test_metrics_equal_the_known_counts_after_a_load(system: System) -> None:
     assert value(auth, "signupflow_outbox_oldest_pending_seconds") == 0
 
     member = metrics(system, "member")
-    assert value(member, "signupflow_events_total", service="member",
-                 outcome="processed") == SIGNUPS
-    assert value(member, "signupflow_events_total", service="member",
+    assert value(member, "signupflow_events_total", service="member", kind="created",
+                 outcome="applied") == SIGNUPS
+    assert value(member, "signupflow_events_total", service="member", kind="unknown",
                  outcome="dead_lettered") == 2
     assert value(member, "signupflow_dead_letters_total", topic=PROFILE_INSERT) == 2
     assert value(member, "signupflow_batch_seconds_count", service="member") >= 1
@@ -82,8 +82,8 @@ def test_metrics_equal_the_known_counts_after_a_load(system: System) -> None:
     assert sorted(lags) == ["0", "1", "2", "3"] and set(lags.values()) == {0}
 
     batch = metrics(system, "batch")
-    assert value(batch, "signupflow_events_total", service="batch",
-                 outcome="processed") == partners
+    assert value(batch, "signupflow_events_total", service="batch", kind="created",
+                 outcome="applied") == partners
     assert value(batch, "signupflow_table_entries", table="partner-summary") == partners
 
 
