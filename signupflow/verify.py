@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -136,13 +136,110 @@ def _differs(nickname: str, styles: Iterable[int] | int, uuid: str, nicknames: d
     return set(styles) != favorites[uuid]
 
 
+@dataclass(frozen=True)
+class _Uuids:
+    """The sets of uuids every check starts from."""
+
+    profiles: set[str]
+    live: set[str]  # accounts not deleted
+    gone: set[str]  # deleted accounts whose deletion was published
+    settled: set[str]  # live accounts with every event published
+    version: dict[str, int]  # auth's, per account
+    table: dict[str, Summary]
+
+    @classmethod
+    def of(cls, s: Snapshot) -> _Uuids:
+        deleted = s.deleted.keys() & s.accounts.keys()
+        live = s.accounts.keys() - deleted
+        return cls(profiles=s.users.keys() | s.partners.keys(), live=live,
+                   gone=deleted - s.unpublished, settled=live - s.unpublished,
+                   version={u: s.versions.get(u, 1) for u in s.accounts},
+                   table=s.table if s.table is not None else {})
+
+
+Findings = Iterator[tuple[str, set[str]]]
+
+
+def _existence(s: Snapshot, u: _Uuids) -> Findings:
+    """Exactly one profile, of the account's role, for every live account."""
+    yield "account without profile", u.settled - u.profiles
+    yield "profile without account", u.profiles - s.accounts.keys()
+    yield "profile both user and partner", s.users.keys() & s.partners.keys()
+    # The relay deletes published events once older than the retention: an account with a
+    # profile had its event published, so only one without either has lost its event.
+    yield "account without outbox event", u.live - s.events.keys() - u.profiles
+
+
+def _outbox(s: Snapshot, u: _Uuids) -> Findings:
+    """Every outbox event readable, one per version, and each profile equal to the event of
+    its version (while the outbox keeps it)."""
+    by_version, unreadable = _decoded(s)
+    yield "outbox event unreadable", unreadable
+    yield "account with several events of one version", {
+        uuid for uuid, versions in by_version.items() if any(len(e) > 1
+                                                             for e in versions.values())}
+    yield "profile role differs from account", {
+        uuid for uuid, role in s.accounts.items()
+        if uuid in u.profiles and (uuid in s.partners) != (role == "PARTNER")}
+    wrong: set[str] = set()
+    for uuid in u.profiles & by_version.keys():
+        nickname = s.partners.get(uuid) or s.users.get(uuid, "")
+        found = by_version[uuid].get(s.profile_versions.get(uuid, 1), [])
+        if any(not isinstance(e, MemberDeleted) and (
+                nickname != e.nickname or s.styles.get(uuid, set()) != set(e.favorite_styles))
+               for e in found):
+            wrong.add(uuid)
+    yield "profile differs from its event", wrong
+
+
+def _latest(s: Snapshot, u: _Uuids) -> Findings:
+    """Every live profile and summary at the account's version, equal to auth's public
+    profile."""
+    current = {p for p in u.settled & u.profiles
+               if s.profile_versions.get(p, 1) == u.version[p]}
+    yield "profile version differs from account", u.settled & u.profiles - current
+    yield "profile differs from account", {
+        p for p in current
+        if _differs(s.partners.get(p) or s.users.get(p, ""), s.styles.get(p, set()), p,
+                    s.nicknames, s.favorites)}
+    yield "styles without profile", s.styles.keys() - u.profiles - u.gone
+    yield "partner without summary", s.partners.keys() - s.summaries.keys() - u.gone
+    yield "summary without partner", s.summaries.keys() - s.partners.keys() - u.gone
+    yield "summary differs from partner", {
+        p for p, (nick, count, _) in s.summaries.items()
+        if p in s.partners and (nick != s.partners[p] or count != len(s.styles.get(p, ())))}
+    summarised = u.settled & s.summaries.keys()
+    yield "summary version differs from account", {
+        p for p in summarised if s.summary_versions.get(p, 1) != u.version[p]}
+    yield "summary differs from account", {
+        p for p in summarised if s.summary_versions.get(p, 1) == u.version[p]
+        and _differs(s.summaries[p][0], s.summaries[p][1], p, s.nicknames, s.favorites)}
+
+
+def _erased(s: Snapshot, u: _Uuids) -> Findings:
+    """A deleted account: nothing of it downstream, nothing personal left in auth.db."""
+    yield "profile of a deleted account", u.profiles & u.gone
+    yield "styles of a deleted account", s.styles.keys() & u.gone
+    yield "summary of a deleted account", s.summaries.keys() & u.gone
+    yield "table entry of a deleted account", u.table.keys() & u.gone
+    yield "personal data of a deleted account", {uuid for uuid, left in s.deleted.items()
+                                                 if left}
+
+
+def _table(s: Snapshot, u: _Uuids) -> Findings:
+    if s.table is not None:
+        yield "batch.db differs from table", {
+            p for p in s.summaries.keys() | u.table.keys()
+            if s.summaries.get(p) != u.table.get(p)
+            or s.summary_versions.get(p, 1) != s.table_versions.get(p, 1)}
+
+
 def reconcile(s: Snapshot) -> Report:
     """Every way the three stores can disagree, by kind, with the uuids concerned.
 
     A uuid with an event still in the outbox is in flight: what its event will do downstream
     is not asked of member or batch yet (nor, for a deleted account, the erasure of its
     profile and summary; auth's own erasure is in the deletion's transaction, so always)."""
-    profiles = s.users.keys() | s.partners.keys()
     report = Report(counts={
         "accounts": len(s.accounts), **({"deleted": len(s.deleted)} if s.deleted else {}),
         "users": len(s.users), "partners": len(s.partners),
@@ -150,71 +247,13 @@ def reconcile(s: Snapshot) -> Report:
         "summaries": len(s.summaries),
         **({"table": len(s.table)} if s.table is not None else {}),
     })
-    waiting = s.unpublished
-    report.in_flight = len(waiting)
-    deleted = s.deleted.keys() & s.accounts.keys()
-    live = s.accounts.keys() - deleted
-    gone = deleted - waiting  # deleted, and the deletion published
-    settled = live - waiting  # live, every event published
-    table = s.table if s.table is not None else {}
-
-    report.add("account without profile", live - profiles - waiting)
-    report.add("profile without account", profiles - s.accounts.keys())
-    report.add("profile both user and partner", s.users.keys() & s.partners.keys())
-    # The relay deletes published events once older than the retention: an account with a
-    # profile had its event published, so only one without either has lost its event.
-    report.add("account without outbox event", live - s.events.keys() - profiles)
-    by_version, unreadable = _decoded(s)
-    report.add("outbox event unreadable", unreadable)
-    report.add("account with several events of one version",
-               {u for u, versions in by_version.items() if any(len(e) > 1
-                                                             for e in versions.values())})
-    report.add("profile role differs from account", {
-        u for u, role in s.accounts.items()
-        if u in profiles and (u in s.partners) != (role == "PARTNER")})
-    wrong_event: set[str] = set()
-    for uuid in profiles & by_version.keys():
-        nickname = s.partners.get(uuid) or s.users.get(uuid, "")
-        found = by_version[uuid].get(s.profile_versions.get(uuid, 1), [])
-        if any(not isinstance(e, MemberDeleted) and (
-                nickname != e.nickname or s.styles.get(uuid, set()) != set(e.favorite_styles))
-               for e in found):
-            wrong_event.add(uuid)
-    report.add("profile differs from its event", wrong_event)
-    version_of = {u: s.versions.get(u, 1) for u in s.accounts}
-    current = {u for u in settled & profiles
-               if s.profile_versions.get(u, 1) == version_of[u]}
-    report.add("profile version differs from account", settled & profiles - current)
-    report.add("profile differs from account", {
-        u for u in current
-        if _differs(s.partners.get(u) or s.users.get(u, ""), s.styles.get(u, set()), u,
-                    s.nicknames, s.favorites)})
-    report.add("styles without profile", s.styles.keys() - profiles - gone)
-    report.add("partner without summary", s.partners.keys() - s.summaries.keys() - gone)
-    report.add("summary without partner", s.summaries.keys() - s.partners.keys() - gone)
-    report.add("summary differs from partner", {
-        p for p, (nick, count, _) in s.summaries.items()
-        if p in s.partners and (nick != s.partners[p] or count != len(s.styles.get(p, ())))})
-    report.add("summary version differs from account", {
-        p for p in settled & s.summaries.keys()
-        if s.summary_versions.get(p, 1) != version_of[p]})
-    report.add("summary differs from account", {
-        p for p in settled & s.summaries.keys()
-        if s.summary_versions.get(p, 1) == version_of[p]
-        and _differs(s.summaries[p][0], s.summaries[p][1], p, s.nicknames, s.favorites)})
-    # a deleted account: nothing of it downstream, nothing personal left in auth.db
-    report.add("profile of a deleted account", profiles & gone)
-    report.add("styles of a deleted account", s.styles.keys() & gone)
-    report.add("summary of a deleted account", s.summaries.keys() & gone)
-    report.add("table entry of a deleted account", table.keys() & gone)
-    report.add("personal data of a deleted account", {u for u, left in s.deleted.items() if left})
+    report.in_flight = len(s.unpublished)
+    uuids = _Uuids.of(s)
+    for check in (_existence, _outbox, _latest, _erased, _table):
+        for kind, ids in check(s, uuids):
+            report.add(kind, ids)
     if s.table_error:
         report.unchecked["partner-summary table"] = s.table_error
-    if s.table is not None:
-        report.add("batch.db differs from table", {
-            p for p in s.summaries.keys() | table.keys()
-            if s.summaries.get(p) != table.get(p)
-            or s.summary_versions.get(p, 1) != s.table_versions.get(p, 1)})
     return report
 
 
