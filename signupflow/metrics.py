@@ -7,6 +7,7 @@ source when ``/metrics`` is scraped, by the refreshers each service registers.
 
 from __future__ import annotations
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 #: One registry per process (each worker is one service), so nothing global leaks in.
@@ -67,8 +68,8 @@ ACCOUNT_CHANGES = Counter(
     "signupflow account delete) and committed with their event, by kind (auth)",
     ["kind"], registry=None)
 
-ACCOUNT_CHANGES = Counter(
-    "signupflow_account_changes_total",
+ACCOUNT_REQUESTS = Counter(
+    "signupflow_account_requests_total",
     "PATCH and DELETE /accounts/{uuid} answers, by outcome: changed, deleted, invalid (400, "
     "413), unauthorized (401), conflict (409), shed, rate_limited...", ["outcome"],
     registry=None)
@@ -77,7 +78,7 @@ ACCOUNT_CHANGES = Counter(
 def export_auth_metrics() -> None:
     """Add auth's metrics to this process's ``/metrics`` (the auth worker calls it once)."""
     for metric in (OUTBOX_PENDING, OUTBOX_OLDEST_PENDING, OUTBOX_DELETED, SIGNUPS,
-                   ACCOUNT_CHANGES):
+                   ACCOUNT_CHANGES, ACCOUNT_REQUESTS):
         REGISTRY.register(metric)
 
 
@@ -96,14 +97,18 @@ def count_events(service: str, kind: str, outcome: str, n: int = 1) -> None:
                   _one_of("outcome", outcome, EVENT_OUTCOMES)).inc(n)
 
 
-def count_batch(service: str, events: int, dead_lettered: int) -> None:
-    """One finished batch of ``events``, ``dead_lettered`` of them to the dead-letter topic.
-
-    Transitional, for a stage that does not tell kinds and outcomes apart yet (the stages of
-    version 1 of the topics, whose every event was a creation): the rest count as created
-    and applied, the dead letters as of an unknown kind. Call :func:`count_events` instead."""
-    count_events(service, "created", "applied", events - dead_lettered)
-    count_events(service, "unknown", "dead_lettered", dead_lettered)
+def kind_of_value(value: bytes | None) -> str:
+    """The kind an event's bytes say they are (for a dead letter, whose decoding failed): its
+    ``kind`` field, ``created`` for an object without one (a topic's version 1), ``unknown``
+    for anything else."""
+    try:
+        data = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return "unknown"
+    if not isinstance(data, dict):
+        return "unknown"
+    kind = data.get("kind", "created")
+    return kind if kind in EVENT_KINDS else "unknown"
 
 
 def count_account_change(kind: str) -> None:

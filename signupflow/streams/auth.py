@@ -55,11 +55,13 @@ from signupflow.http_input import (
 )
 from signupflow.kafka_client import durable_producer
 from signupflow.metrics import (
-    ACCOUNT_CHANGES,
+    ACCOUNT_CHANGE_KINDS,
+    ACCOUNT_REQUESTS,
     OUTBOX_DELETED,
     OUTBOX_OLDEST_PENDING,
     OUTBOX_PENDING,
     SIGNUPS,
+    count_account_change,
     export_auth_metrics,
 )
 from signupflow.outages import Outage
@@ -106,7 +108,7 @@ app = create_app(STAGE, settings, [PROFILE_INSERT], middlewares=[
               lambda outcome: SIGNUPS.labels(outcome).inc()),
     admission(lambda request: costs_a_hash(request.method, request.path), limiter, hash_gate,
               settings.trusted_proxies,
-              lambda outcome: ACCOUNT_CHANGES.labels(outcome).inc())])
+              lambda outcome: ACCOUNT_REQUESTS.labels(outcome).inc())])
 resources = service_resources(app, STAGE, settings)
 relay_wakeup = asyncio.Event()
 
@@ -214,7 +216,7 @@ class SignupView(View):
         return self.json({"uuid": event.uuid, "role": signup.role}, status=201)
 
 
-#: ``signupflow_account_changes_total`` outcome of each answer of ``/accounts/{uuid}`` (429s
+#: ``signupflow_account_requests_total`` outcome of each answer of ``/accounts/{uuid}`` (429s
 #: and the 503s of a full queue are answered, and counted, by the admission middleware).
 ACCOUNT_OUTCOMES = {200: "changed", 204: "deleted", 400: "invalid", 413: "invalid",
                     401: "unauthorized", 409: "conflict", 503: "shed", 408: "timed_out",
@@ -250,7 +252,10 @@ class AccountView(View):
             except Answered as answered:
                 response = answered.response
             span.set_attribute("http.response.status_code", response.status)
-        ACCOUNT_CHANGES.labels(ACCOUNT_OUTCOMES.get(response.status, "error")).inc()
+        outcome = ACCOUNT_OUTCOMES.get(response.status, "error")
+        ACCOUNT_REQUESTS.labels(outcome).inc()
+        if outcome in ACCOUNT_CHANGE_KINDS:  # committed with its event
+            count_account_change(outcome)
         return response
 
     async def act(self, request: Request, member_uuid: str, operation: str,

@@ -13,7 +13,8 @@ changelog record is acknowledged by the broker before the offset of its event is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from signupflow.app import ServiceApp, create_app
 from signupflow.console import register_console
 from signupflow.domain.decode import decode_partner_event
+from signupflow.domain.life import OUTCOME
 from signupflow.domain.reuse import Conflict
 from signupflow.domain.summary import SummaryStep, merge_partner
 from signupflow.metrics import TABLE_ENTRIES
@@ -54,7 +56,16 @@ STAGE: Service = "batch"
 Summaries = list[tuple[PartnerSummary | Deletion, RawEvent]]
 
 
-class BatchStage(Stage[PartnerEvent, Summaries]):
+@dataclass
+class Stored:
+    """What a batch wrote (``summaries``), and the kind and outcome of each event it did not
+    dead-letter."""
+
+    summaries: Summaries = field(default_factory=list)
+    outcomes: list[tuple[str, str]] = field(default_factory=list)
+
+
+class BatchStage(Stage[PartnerEvent, Stored]):
     """partner-created -> the partner-summary table and batch.db."""
 
     service = STAGE
@@ -79,7 +90,7 @@ class BatchStage(Stage[PartnerEvent, Summaries]):
         return decode_partner_event(key, value, max_bytes)
 
     async def store(self, decoded: Decoded[PartnerEvent], engine: AsyncEngine,
-                    traced: BatchTrace) -> Summaries:
+                    traced: BatchTrace) -> Stored:
         """The summaries changed or deleted, one write per partner (its last); a conflict
         with the summary is refused."""
         now = datetime.now(UTC)
@@ -90,6 +101,7 @@ class BatchStage(Stage[PartnerEvent, Summaries]):
                  for p in pids}
         latest: dict[str, tuple[PartnerSummary | Deletion, RawEvent]] = {}
         conflicts: dict[int, str] = {}
+        outcomes: list[tuple[str, str]] = []
         for i, (event, raw) in enumerate(zip(decoded.records, decoded.events, strict=True)):
             pid, before = event.partner_id, state[event.partner_id]
             try:
@@ -98,6 +110,7 @@ class BatchStage(Stage[PartnerEvent, Summaries]):
                 conflicts[i] = str(exc)
                 continue
             state[pid] = done
+            outcomes.append((event.kind, OUTCOME[done.verdict]))
             if done.verdict == "applied":
                 latest[pid] = (done.summary if done.summary is not None
                                else (pid, done.deleted or event.version), raw)
@@ -109,11 +122,14 @@ class BatchStage(Stage[PartnerEvent, Summaries]):
         refused = await self.write(changed.records, partial(save_summaries, engine), traced)
         written = changed.refuse(refused, self.service)
         decoded.dead.extend(changed.dead)
-        return written
+        return Stored(written, outcomes)
 
-    async def publish(self, stored: Summaries, traced: BatchTrace) -> None:
+    def outcomes(self, stored: Stored) -> Iterable[tuple[str, str]]:
+        return stored.outcomes
+
+    async def publish(self, stored: Stored, traced: BatchTrace) -> None:
         await self.until_done("changelog", partial(
-            self.update_table, [(s, raw.message.partition) for s, raw in stored]))
+            self.update_table, [(s, raw.message.partition) for s, raw in stored.summaries]))
 
     async def update_table(self, summaries: Sequence[tuple[PartnerSummary | Deletion, int]]
                            ) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from faust.types.tables import WindowWrapperT
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.app import ServiceApp, create_app
 from signupflow.domain.decode import decode_member_event
-from signupflow.domain.life import Step
+from signupflow.domain.life import OUTCOME, Step
 from signupflow.domain.per_minute import MinuteKey, oldest_kept
 from signupflow.domain.summary import partner_event
 from signupflow.metrics import TABLE_ENTRIES
@@ -123,6 +123,9 @@ class MemberStage(Stage[MemberEvent, StoredProfiles]):
         """One write of events (the batch, or a part of it ``write_isolating`` tries alone);
         returns the ones refused by index, with why; ``steps`` gets each event's step."""
         return await save_profiles(engine, events, partitions, counts, steps)
+
+    def outcomes(self, stored: StoredProfiles) -> Iterable[tuple[str, str]]:
+        return ((event.kind, OUTCOME[step.verdict]) for event, _, step in stored.profiles)
 
     async def publish(self, stored: StoredProfiles, traced: BatchTrace) -> None:
         """A partner's event for each of its events applied, or seen again (in case the

@@ -14,7 +14,7 @@ one on a temporary database and runs :meth:`Stage.handle` on events of its own.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import ClassVar, Generic, TypeVar
 
@@ -22,7 +22,7 @@ from faust.types import AgentT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.app import ServiceApp
-from signupflow.metrics import count_batch
+from signupflow.metrics import count_events, kind_of_value
 from signupflow.settings import Service, Settings
 from signupflow.streams.common import (
     BatchTrace,
@@ -78,6 +78,11 @@ class Stage(ABC, Generic[E, S]):
         """What follows from what was stored, acknowledged by the broker before returning
         (the batch's offsets are committed after it); runs after the dead letters are sent."""
 
+    @abstractmethod
+    def outcomes(self, stored: S) -> Iterable[tuple[str, str]]:
+        """The kind and outcome (``applied``, ``stale``, ``skipped``) of each event the batch
+        did not dead-letter, for ``signupflow_events_total``."""
+
     async def handle(self, events: Sequence[RawEvent]) -> S:
         """Process one batch of raw events; returns what was stored."""
         engine = await self.resources.engine()
@@ -88,7 +93,10 @@ class Stage(ABC, Generic[E, S]):
         await self.until_done("dead letters", partial(self.dead_letters.send, decoded.dead))
         await self.publish(stored, traced)
         traced.end(decoded.dead)
-        count_batch(self.service, len(events), len(decoded.dead))
+        for kind, outcome in self.outcomes(stored):
+            count_events(self.service, kind, outcome)
+        for letter in decoded.dead:
+            count_events(self.service, kind_of_value(letter.value), "dead_lettered")
         return stored
 
     async def write(self, records: Sequence[R], write: Write[R], traced: BatchTrace

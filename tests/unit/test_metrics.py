@@ -14,8 +14,8 @@ from signupflow.metrics import (
     ACCOUNT_CHANGES,
     REGISTRY,
     count_account_change,
-    count_batch,
     count_events,
+    kind_of_value,
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -51,12 +51,13 @@ def test_a_kind_or_outcome_outside_the_set_is_refused(kind: str, outcome: str) -
         count_events("member", kind, outcome)
 
 
-def test_count_batch_counts_creations_applied_and_dead_letters_of_unknown_kind() -> None:
-    applied, dead = events("batch", "created", "applied"), events("batch", "unknown",
-                                                                   "dead_lettered")
-    count_batch("batch", 10, 2)
-    assert events("batch", "created", "applied") - applied == 8
-    assert events("batch", "unknown", "dead_lettered") - dead == 2
+@pytest.mark.parametrize(("value", "kind"), [
+    (b'{"kind": "changed", "uuid": 1}', "changed"), (b'{"uuid": "x"}', "created"),
+    (b'{"kind": "renamed"}', "unknown"), (b'{"kind": ["deleted"]}', "unknown"),
+    (b"{not json", "unknown"), (b"[1]", "unknown"), (None, "unknown")])
+def test_a_dead_letter_is_counted_under_the_kind_its_bytes_say(value: bytes | None,
+                                                               kind: str) -> None:
+    assert kind_of_value(value) == kind
 
 
 def test_count_account_change_counts_changes_and_deletions_apart() -> None:

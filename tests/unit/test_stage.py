@@ -48,9 +48,10 @@ async def upgraded(tmp_path: Path) -> Settings:
     return settings
 
 
-def processed(outcome: str) -> float:
+def processed(kind: str, outcome: str) -> float:
     return REGISTRY.get_sample_value("signupflow_events_total",
-                                     {"service": "member", "outcome": outcome}) or 0.0
+                                     {"service": "member", "kind": kind, "outcome": outcome}
+                                     ) or 0.0
 
 
 async def test_a_member_stage_built_from_settings_handles_a_batch(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ async def test_a_member_stage_built_from_settings_handles_a_batch(tmp_path: Path
     user, partner = (ProfileInsert(uuid=str(uuid.uuid4()), role=role, nickname="velvet_fox",
                                    favorite_styles=styles, occurred_at=LONG_AGO)
                      for role, styles in (("USER", [3]), ("PARTNER", [1, 5])))
-    before = processed("processed"), processed("dead_lettered")
+    before = processed("created", "applied"), processed("unknown", "dead_lettered")
     try:
         stored = await stage.handle([raw(user.uuid.encode(), user.dumps(), 0),
                                      raw(b"k", b"{not json", 1),
@@ -87,7 +88,8 @@ async def test_a_member_stage_built_from_settings_handles_a_batch(tmp_path: Path
         occurred_at=LONG_AGO), None)]
     assert [letter["key"] for letter in letters] == [b"k"]
     assert "not valid UTF-8 JSON" in dict(letters[0]["headers"])["dlq.error"].decode()
-    assert (processed("processed") - before[0], processed("dead_lettered") - before[1]) == (2, 1)
+    assert (processed("created", "applied") - before[0],
+            processed("unknown", "dead_lettered") - before[1]) == (2, 1)
 
 
 async def test_a_member_stage_applies_a_partners_life_by_version(tmp_path: Path) -> None:
