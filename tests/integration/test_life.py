@@ -17,6 +17,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,8 +168,7 @@ def assert_every_store_at_the_last_event(system: System, outcomes: list[Outcome]
                                                       f"FROM {table}")}
 
     want = {u: (o.role, o.nickname, o.version) for u, o in live.items()}
-    system.wait_until(lambda: profiles() == want, 300,
-                      "every live member's profile at its last version")
+    settle(profiles, want, "every live member's profile at its last version")
     styles: dict[str, set[int]] = {}
     for u, s in system.query("member", "SELECT uuid, style_id FROM favorite_style"):
         styles.setdefault(u, set()).add(s)
@@ -184,8 +184,7 @@ def assert_every_store_at_the_last_event(system: System, outcomes: list[Outcome]
 
     want_summaries = {u: (o.nickname, len(o.styles or ()), o.version)
                       for u, o in partners.items()}
-    system.wait_until(lambda: summaries() == want_summaries, 300,
-                      "every live partner's summary at its last version")
+    settle(summaries, want_summaries, "every live partner's summary at its last version")
     partner_tombstones = dict(system.query("batch",
                                            "SELECT partner_id, version FROM partner_tombstone"))
     assert partner_tombstones == {u: o.version for u, o in gone.items() if o.role == "PARTNER"}
@@ -195,3 +194,19 @@ def assert_every_store_at_the_last_event(system: System, outcomes: list[Outcome]
     assert erased == []
     assert {u for (u,) in system.query("auth", "SELECT uuid FROM member WHERE deleted_at IS "
                                                "NOT NULL")} == set(gone)
+
+
+def settle(read: Callable[[], dict[str, Any]], want: dict[str, Any], what: str,
+           timeout: float = 300) -> None:
+    """Wait until ``read()`` is ``want``; otherwise fail naming what is missing, extra or
+    different (a sample of each)."""
+    deadline = time.monotonic() + timeout
+    while (got := read()) != want and time.monotonic() < deadline:
+        time.sleep(1)
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    different = sorted(u for u in set(want) & set(got) if want[u] != got[u])
+    assert got == want, (
+        f"{what}: {len(missing)} missing {[(u, want[u]) for u in missing[:5]]}, "
+        f"{len(extra)} extra {[(u, got[u]) for u in extra[:5]]}, {len(different)} different "
+        f"{[(u, want[u], got[u]) for u in different[:5]]}")
