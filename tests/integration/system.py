@@ -58,6 +58,8 @@ class System:
         self.broker_port = 0
         self.bootstrap = ""
         self.env: dict[str, str] = {}
+        #: the databases' settings of ``databases()`` while inside it (kept by a broker restart)
+        self.database_env: dict[str, str] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     def start_broker(self) -> None:
@@ -79,6 +81,7 @@ class System:
             # sets one)
             "SIGNUPFLOW_SIGNUP_RATE": "0",
             **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in self.ports.items()},
+            **self.database_env,
         }
         self.migrate()
         settings = load_settings(self.env)
@@ -161,12 +164,16 @@ class System:
         """Workers started inside use ``kind`` databases (see ``database_settings``); they are
         stopped on the way out, before the databases go."""
         with database_settings(kind) as settings:
+            self.database_env = dict(settings)
             self.env.update(settings)
             self.migrate()
             try:
                 yield
             finally:
                 self.stop()
+                self.database_env = {}
+                for name in settings:
+                    self.env.pop(name, None)
 
     def stop(self, *services: str) -> None:
         for service in services or list(self.procs):
