@@ -31,10 +31,13 @@ from signupflow.topics import (
     topic_config,
 )
 
+log = logging.getLogger(__name__)
 #: How often a worker refreshes the cluster's metadata, at the latest (ms).
 METADATA_MAX_AGE_MS = 10_000
 #: Exit status of a worker that the shutdown watchdog ended.
 EXIT_SHUTDOWN_TIMEOUT = 75
+#: Exit status of a worker whose database is not at the code's schema revision (EX_CONFIG).
+EXIT_SCHEMA_BEHIND = 78
 Task = TypeVar("Task", bound=Callable[[], Awaitable[None]])
 
 
@@ -69,13 +72,16 @@ class Worker(faust.Worker):
 
     def execute_from_commandline(self) -> NoReturn:
         """Faust's, with exit status ``EXIT_WEDGED`` after the liveness watchdog stopped a
-        wedged worker (``signupflow/liveness.py``)."""
+        wedged worker (``signupflow/liveness.py``), or the status of :meth:`ServiceApp.refuse`."""
         try:
             super().execute_from_commandline()
         except SystemExit as exc:
             app = self.app
-            if not exc.code and isinstance(app, ServiceApp) and app.liveness.wedged:
-                raise SystemExit(liveness.EXIT_WEDGED) from exc
+            if not exc.code and isinstance(app, ServiceApp):
+                if app.liveness.wedged:
+                    raise SystemExit(liveness.EXIT_WEDGED) from exc
+                if app.refused is not None:
+                    raise SystemExit(app.refused) from exc
             raise
 
 
@@ -115,6 +121,14 @@ class ServiceApp(faust.App):
     liveness: liveness.Liveness
     #: Tasks that start with the worker (see :meth:`worker_task`).
     worker_tasks: list[Callable[[], Awaitable[None]]]
+    #: The exit status of a worker that refused to run (:meth:`refuse`), else None.
+    refused: int | None = None
+
+    def refuse(self, reason: str, status: int) -> None:
+        """Stop this worker for good reason (logged as such) and exit with ``status``."""
+        log.critical("refusing to run: %s", reason)
+        self.refused = status
+        _stop_self()
 
     def worker_task(self, task: Task) -> Task:
         """Run ``task`` from the worker's start, stopped (cancelled) with it.

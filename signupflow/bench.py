@@ -59,12 +59,13 @@ from signupflow import broker, peers
 from signupflow.bench_recovery import recovery
 from signupflow.bench_recovery import render as render_recovery_lines
 from signupflow.client import post_signup, post_signups
-from signupflow.db import create_schema, make_engine
+from signupflow.db import make_engine
 from signupflow.domain.fake import fake_signups
 from signupflow.domain.signup import profile_event, validate_signup
 from signupflow.kafka_client import KafkaAccess, consumer, durable_producer
+from signupflow.migrations import upgrade
 from signupflow.peers import missing_peers, partner_messages, split
-from signupflow.settings import SERVICES
+from signupflow.settings import SERVICES, load_settings
 from signupflow.storage.member import save_profiles
 from signupflow.supervisor import start_process, start_worker, stop_process, wait_http
 from signupflow.topic_reader import topic_partitions
@@ -225,7 +226,7 @@ async def baseline(env: Env, events: Events) -> dict[str, float]:
     source, target = "bench-baseline-profile-insert", "bench-baseline-partner-created"
     await ensure_topics(env.kafka, env.partitions, [source, target, dlq_topic(source)])
     engine = make_engine(f"sqlite+aiosqlite:///{env.root / 'baseline-member.db'}")
-    await create_schema(engine, "member")
+    await upgrade(engine, "member")
     prod = producer(env.kafka)
     await prod.start()
 
@@ -605,6 +606,8 @@ async def run(signups: int, rate: float, http_signups: int, concurrency: int, pa
     with tempfile.TemporaryDirectory(prefix="signupflow-bench-") as tmp:
         root = Path(tmp)
         env = await asyncio.to_thread(start_env, root, partitions)  # blocking start-up
+        for service in SERVICES:  # the workers' databases, as `signupflow db upgrade` does
+            await upgrade(load_settings(env.env).database_url(service), service)
         procs: dict[str, subprocess.Popen[bytes]] = {}
         results: dict[str, Any] = {"signups": signups, "partitions": partitions, "skipped": []}
         try:

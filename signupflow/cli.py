@@ -11,10 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, TextIO, cast
 
 import click
 
@@ -22,6 +22,9 @@ from signupflow import broker as local_broker
 from signupflow.cluster_health import DEFAULT_WAIT
 from signupflow.settings import SERVICES, Settings, get_settings
 from signupflow.topics import ensure_every_topic
+
+if TYPE_CHECKING:
+    from signupflow.client import LifeTally, SignupOutcome
 
 
 def fail(message: str) -> None:
@@ -193,6 +196,58 @@ def secrets(directory: Path, hosts: tuple[str, ...], kafka_uid: int | None) -> N
                else f"every secret under {directory} exists already")
 
 
+# --- databases ------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Each service's database schema: Alembic migrations (signupflow/migrations)."""
+
+
+SERVICE_ARGS = click.argument("services", nargs=-1, type=click.Choice(SERVICES))
+
+
+def upgrade_databases(s: Settings, services: tuple[str, ...] = ()) -> None:
+    """Bring the databases of ``services`` (default: all) to the head revision, saying what
+    was done; exit with the reason if one cannot be."""
+    from signupflow.migrations import upgrade
+
+    for service in services or SERVICES:
+        try:
+            done = asyncio.run(upgrade(s.database_url(service), service))
+        except Exception as exc:
+            fail(f"upgrading the {service} database: {exc}")
+        click.echo(f"database {done.describe()}")
+
+
+@db.command("upgrade")
+@SERVICE_ARGS
+def db_upgrade(services: tuple[str, ...]) -> None:
+    """Upgrade the databases of SERVICES (default: auth, member and batch) to the revision
+    this code needs. Safe to run again, and from several processes at once; a database made
+    by older code (tables, no alembic_version) is stamped at 0001 with its rows kept."""
+    upgrade_databases(get_settings(), services)
+
+
+@db.command("current")
+@SERVICE_ARGS
+def db_current(services: tuple[str, ...]) -> None:
+    """Each database's revision and the one the code needs. Exits 1 unless all are there."""
+    from signupflow.migrations import behind, current, database_label
+
+    s = get_settings()
+    lagging = False
+    for service in services or SERVICES:
+        url = s.database_url(service)
+        try:
+            found = asyncio.run(current(url))
+        except Exception as exc:
+            fail(f"reading the {service} database's revision: {exc}")
+        problem = behind(service, database_label(url, service), found)
+        lagging = lagging or problem is not None
+        click.echo(f"{service}: {found} (head)" if problem is None else f"{service}: {problem}")
+    sys.exit(1 if lagging else 0)
+
+
 # --- workers --------------------------------------------------------------------------------
 
 @main.command()
@@ -272,12 +327,13 @@ def say(message: str, err: bool = False) -> None:
 def start_system(s: Settings, nodes: int | None, secure: bool | None,
                  procs: dict[str, subprocess.Popen[bytes]]
                  ) -> Callable[[str], subprocess.Popen[bytes]]:
-    """The broker, then the workers (into ``procs`` as they start, so that whatever started
-    is stopped if the rest fails or a stop signal comes), waiting until each one answers.
-    Returns how to start one service's worker again."""
+    """The databases' upgrade, the broker, then the workers (into ``procs`` as they start, so
+    that whatever started is stopped if the rest fails or a stop signal comes), waiting until
+    each one answers. Returns how to start one service's worker again."""
     from signupflow.settings import LOCAL_CLIENT_ENV, read_env_file
     from signupflow.supervisor import start_worker, wait_http, worker_env
 
+    upgrade_databases(s)  # the workers only check their database's revision
     click.echo("starting the Kafka broker (the first run downloads it with Maven)...")
     cluster = start_broker_with_topics(s.broker_port, nodes_or_default(nodes), secure)
     # every node as bootstrap: a worker (re)starting while one node is down still connects;
@@ -347,9 +403,13 @@ def down() -> None:
 @click.option("--seed", type=int, default=None, help="Make the fake data reproducible.")
 @click.option("--json-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Post the signups in this JSON array instead of fake ones.")
+@click.option("--life", is_flag=True,
+              help="Then live on: each member makes 0 to 3 profile changes and maybe "
+                   "deletes its account (PATCH, DELETE /accounts/{uuid}).")
 def signup(count: int, partner_ratio: float, url: str | None, concurrency: int,
-           seed: int | None, json_file: Path | None) -> None:
-    """POST realistic fake signups to the auth service and print the outcome."""
+           seed: int | None, json_file: Path | None, life: bool) -> None:
+    """POST realistic fake signups to the auth service and print the outcome; with --life,
+    a realistic mix of signups, changes and deletions."""
     from signupflow.client import post_signups
     from signupflow.domain.fake import fake_signups
 
@@ -368,9 +428,131 @@ def signup(count: int, partner_ratio: float, url: str | None, concurrency: int,
     if tally.unreachable:
         fail(f"cannot reach the auth service at {url}: {tally.rejected[0].body['error']}")
     click.echo(tally.summary())
-    for outcome in tally.rejected[:5]:
+    refused = tally.rejected
+    if life:
+        lived = live_on(url, tally.accepted, concurrency, seed)
+        click.echo(lived.summary())
+        refused = [*refused, *lived.refused]
+    for outcome in refused[:5]:
         click.echo(f"  {outcome.status}: {json.dumps(outcome.body)}", err=True)
-    sys.exit(1 if tally.rejected else 0)
+    sys.exit(1 if refused else 0)
+
+
+def live_on(url: str, accepted: list[SignupOutcome], concurrency: int,
+            seed: int | None) -> LifeTally:
+    """The lives of the members just signed up (``fake_life``), through the HTTP API."""
+    import random
+
+    from signupflow.client import live
+    from signupflow.domain.fake import fake_life
+
+    rng = random.Random(None if seed is None else seed + 1)
+    lives = [(o.body["uuid"], o.sent["email"], o.sent["password"], fake_life(rng, i))
+             for i, o in enumerate(accepted)]
+    steps = sum(len(steps) for *_, steps in lives)
+    click.echo(f"living on: {steps} changes and deletions of {len(lives)} members", err=True)
+    return asyncio.run(live(url, lives, concurrency))
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+@main.group()
+def account() -> None:
+    """Change or delete an account through auth's HTTP API, as its owner (email, password)."""
+
+
+def owner_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The account and its owner's credentials, common to `account update` and `delete`."""
+    for option in reversed([
+        click.argument("member_uuid", metavar="UUID"),
+        click.option("--email", required=True, help="The account's email."),
+        click.option("--password-file", type=click.File("r"), default=None,
+                     help="Read the password from this file (its first line)."),
+        click.option("--password-stdin", is_flag=True,
+                     help="Read the password from standard input (its first line)."),
+        click.option("--url", default=None, help="auth service base URL (default from "
+                                                 "settings)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def password_of(password_file: TextIO | None, password_stdin: bool) -> str:
+    """The password from exactly one of the two sources (never an argument: `ps` shows
+    those), its first line without the line break."""
+    if (password_file is None) == (not password_stdin):
+        fail("give the password with exactly one of --password-file F, --password-stdin")
+    source = sys.stdin if password_stdin else password_file
+    assert source is not None
+    password = source.readline().rstrip("\r\n")
+    if not password:
+        fail("the password is empty")
+    return password
+
+
+def account_answer(url: str, outcome: SignupOutcome) -> None:
+    """Exit with the server's message unless it said yes."""
+    from signupflow.client import NO_RESPONSE
+
+    if outcome.status == NO_RESPONSE:
+        fail(f"cannot reach the auth service at {url}: {outcome.body['error']}")
+    if outcome.status not in (200, 204):
+        fields = outcome.body.get("fields")
+        detail = "; ".join(f"{k}: {v}" for k, v in fields.items()) if isinstance(
+            fields, dict) else ""
+        click.secho(f"error: {outcome.status} {outcome.body.get('error', '?')}"
+                    + (f" ({detail})" if detail else ""), fg="red", err=True)
+        sys.exit(1)
+
+
+@account.command("update")
+@owner_options
+@click.option("--nickname", default=None, help="The new nickname.")
+@click.option("--style", "styles", type=int, multiple=True,
+              help="A favorite style id, once per style: the whole new list.")
+def account_update(member_uuid: str, email: str, password_file: TextIO | None,
+                   password_stdin: bool, url: str | None, nickname: str | None,
+                   styles: tuple[int, ...]) -> None:
+    """Change UUID's public profile (PATCH /accounts/UUID); prints its new version."""
+    from signupflow.client import change_account
+
+    change: dict[str, object] = {}
+    if nickname is not None:
+        change["nickname"] = nickname
+    if styles:
+        change["favorite_styles"] = list(styles)
+    if not change:
+        fail("nothing to change: give --nickname and/or --style")
+    password = password_of(password_file, password_stdin)
+    url = url or get_settings().web_url("auth")
+    outcome = asyncio.run(with_session(partial(
+        change_account, base_url=url, member_uuid=member_uuid, email=email, password=password,
+        change=change)))
+    account_answer(url, outcome)
+    click.echo(f"version {outcome.body['version']}")
+
+
+@account.command("delete")
+@owner_options
+def account_delete(member_uuid: str, email: str, password_file: TextIO | None,
+                   password_stdin: bool, url: str | None) -> None:
+    """Delete UUID's account and erase its personal data (DELETE /accounts/UUID)."""
+    from signupflow.client import delete_account
+
+    password = password_of(password_file, password_stdin)
+    url = url or get_settings().web_url("auth")
+    outcome = asyncio.run(with_session(partial(
+        delete_account, base_url=url, member_uuid=member_uuid, email=email,
+        password=password)))
+    account_answer(url, outcome)
+    click.echo("deleted")
+
+
+async def with_session(request: Callable[..., Awaitable[SignupOutcome]]) -> SignupOutcome:
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        return await request(session)
 
 
 @contextlib.contextmanager

@@ -29,29 +29,48 @@ from signupflow.web_auth import authorization
 
 #: Minutes of the signups-per-minute chart.
 CHART_MINUTES = 60
-#: What each stage counts as its processed events.
-PROCESSED = {
-    "auth": ("signupflow_signups_total", {"outcome": "created"}),
-    "member": ("signupflow_events_total", {"service": "member", "outcome": "processed"}),
-    "batch": ("signupflow_events_total", {"service": "batch", "outcome": "processed"}),
+#: A figure's samples: (metric name, the labels a sample must have), summed.
+Samples = tuple[tuple[str, dict[str, str]], ...]
+
+
+def _consumer(service: str) -> dict[str, Samples]:
+    """A consuming stage's own counts: every event it finished but the dead letters (stale
+    and skipped ones too: finished is finished), and the changes and deletions it applied."""
+    events = "signupflow_events_total"
+    return {
+        "processed": tuple((events, {"service": service, "outcome": o})
+                           for o in ("applied", "stale", "skipped")),
+        **{kind: ((events, {"service": service, "kind": kind, "outcome": "applied"}),)
+           for kind in ("changed", "deleted")},
+    }
+
+
+#: What each stage counts as its figures, by figure.
+FIGURES: dict[str, dict[str, Samples]] = {
+    "auth": {"processed": (("signupflow_signups_total", {"outcome": "created"}),),
+             **{kind: (("signupflow_account_changes_total", {"kind": kind}),)
+                for kind in ("changed", "deleted")}},
+    "member": _consumer("member"),
+    "batch": _consumer("batch"),
 }
+#: Figures every stage has (a gauge or counter of its own, whatever its labels).
+COMMON: dict[str, str] = {"dead_lettered": "signupflow_dead_letters_total",
+                          "lag": "signupflow_consumer_lag",
+                          "outbox_pending": "signupflow_outbox_pending"}
 
 
 def stage_figures(service: str, metrics_text: str) -> dict[str, float]:
     """The console's figures of one stage, from its ``/metrics`` text."""
-    name, labels = PROCESSED[service]
-    figures = {"processed": 0.0, "dead_lettered": 0.0, "lag": 0.0, "outbox_pending": 0.0}
+    wanted = {**{figure: ((name, {}),) for figure, name in COMMON.items()},
+              **FIGURES[service]}
+    figures = dict.fromkeys(wanted, 0.0)
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v
-                                           for k, v in labels.items()):
-                figures["processed"] += sample.value
-            elif sample.name == "signupflow_dead_letters_total":
-                figures["dead_lettered"] += sample.value
-            elif sample.name == "signupflow_consumer_lag":
-                figures["lag"] += sample.value
-            elif sample.name == "signupflow_outbox_pending":
-                figures["outbox_pending"] = sample.value
+            for figure, samples in wanted.items():
+                if any(sample.name == name and all(sample.labels.get(k) == v
+                                                   for k, v in labels.items())
+                       for name, labels in samples):
+                    figures[figure] += sample.value
     return figures
 
 

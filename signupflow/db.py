@@ -10,13 +10,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
-
-from signupflow.models.db import SCHEMAS
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -155,24 +153,6 @@ def _lock_and_release(path: str, lock_wait: float) -> None:
         conn.execute("ROLLBACK")
     finally:
         conn.close()
-
-
-async def create_schema(engine: AsyncEngine, service: str) -> None:
-    """Create the service's own tables, and add the nullable columns a newer version brought
-    to tables an older one created (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(SCHEMAS[service].create_all)
-        await conn.run_sync(_add_new_columns, SCHEMAS[service])
-
-
-def _add_new_columns(conn: Connection, metadata: MetaData) -> None:
-    found = inspect(conn)
-    for table in metadata.sorted_tables:
-        have = {c["name"] for c in found.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in have and column.nullable:
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _insert(table: Table, dialect: str) -> postgresql.Insert | sqlite.Insert:

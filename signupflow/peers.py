@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signupflow.db import create_schema, make_engine
+from signupflow.db import make_engine
 from signupflow.domain.decode import InvalidEvent, decode_profile_insert
 from signupflow.domain.summary import partner_created
+from signupflow.migrations import upgrade
 from signupflow.models.events import ProfileInsert
 from signupflow.storage.member import save_profiles
 from signupflow.topics import dlq_topic
@@ -103,7 +104,7 @@ class Store:
         self.db = db
         self.loop = asyncio.new_event_loop()
         self.engine = make_engine(f"sqlite+aiosqlite:///{db}")
-        self.loop.run_until_complete(create_schema(self.engine, "member"))
+        self.loop.run_until_complete(upgrade(self.engine, "member"))
 
     def save(self, profiles: Sequence[ProfileInsert]) -> None:
         if profiles:

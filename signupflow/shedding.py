@@ -240,17 +240,20 @@ def hold(request: web.Request, seconds: float) -> None:
     asyncio.get_running_loop().call_later(min(seconds, MAX_HOLD), resume)
 
 
-def admission(path: str, limiter: RateLimiter, gate: HashGate, trusted: Sequence[Network],
-              refused: Callable[[str], None]) -> Any:
-    """An aiohttp middleware that answers ``POST path`` 429 (this client is over its rate) or
-    503 (the queue is full) before anything else runs: no body read, no view, no span, and
-    the connection held a moment (:func:`hold`). Under a flood almost every request ends
-    here, and what it costs the event loop is what every other request (``/health``
-    included) waits behind. ``refused`` counts each by outcome."""
+def admission(path: str | Callable[[web.Request], bool], limiter: RateLimiter, gate: HashGate,
+              trusted: Sequence[Network], refused: Callable[[str], None]) -> Any:
+    """An aiohttp middleware that answers ``POST path`` (or the requests ``path`` says are
+    guarded, when a function) 429 (this client is over its rate) or 503 (the queue is full)
+    before anything else runs: no body read, no view, no span, and the connection held a
+    moment (:func:`hold`). Under a flood almost every request ends here, and what it costs
+    the event loop is what every other request (``/health`` included) waits behind.
+    ``refused`` counts each by outcome."""
+    guarded = path if callable(path) else (
+        lambda request: request.path == path and request.method == "POST")
 
     @web.middleware
     async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path != path or request.method != "POST":
+        if not guarded(request):
             response: web.StreamResponse = await handler(request)
             return response
         client = client_address(request.remote, request.headers.get("X-Forwarded-For"),

@@ -228,13 +228,16 @@ def transition(line: str) -> str | None:
 
 def exit_meaning(code: int) -> str:
     """What a worker's exit status says."""
-    from signupflow.app import EXIT_SHUTDOWN_TIMEOUT  # the worker's modules, only when needed
+    # the worker's modules, only when needed
+    from signupflow.app import EXIT_SCHEMA_BEHIND, EXIT_SHUTDOWN_TIMEOUT
     from signupflow.liveness import EXIT_WEDGED
 
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return {EXIT_WEDGED: f"status {code}: wedged",
-            EXIT_SHUTDOWN_TIMEOUT: f"status {code}: did not stop in time"}.get(
+            EXIT_SHUTDOWN_TIMEOUT: f"status {code}: did not stop in time",
+            EXIT_SCHEMA_BEHIND: f"status {code}: its database is not at the code's schema "
+                                "revision (its log says; `signupflow db upgrade`)"}.get(
         code, f"status {code}")
 
 

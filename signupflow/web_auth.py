@@ -3,7 +3,8 @@
 A worker reachable from other hosts (its web host is not a loopback address) refuses to start
 without ``SIGNUPFLOW_WEB_TOKEN``: the console, the partner list and the metrics would otherwise
 be open to anyone who reaches the port. On loopback the views stay open unless a token is set.
-``POST /signup`` is the public API and stays open (it sheds load itself). The workers, the CLI
+``POST /signup`` and ``/accounts/{uuid}`` are the public API and stay open (they shed load
+themselves; an account is opened by its own email and password). The workers, the CLI
 and the console send the token with every request they make to a view.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from signupflow.domain.account import ACCOUNTS
 from signupflow.kafka_client import Secret
 from signupflow.settings import PREFIX, Settings
 
@@ -24,6 +26,9 @@ from signupflow.settings import PREFIX, Settings
 #: console's page itself (a browser cannot send a token when it opens a page; the page holds
 #: no data, and asks for the token before it reads any).
 OPEN_PATHS = frozenset({"/health", "/ready", "/signup", "/console"})
+#: ...and the public account API under these prefixes, authenticated by the account's own
+#: credentials (HTTP Basic), not by the token.
+OPEN_PREFIXES = (ACCOUNTS,)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -64,7 +69,8 @@ def middleware(token: Secret | None) -> Any:
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is None or request.path in OPEN_PATHS or authorized(
+        if token is None or request.path in OPEN_PATHS or request.path.startswith(
+                OPEN_PREFIXES) or authorized(
                 request.headers.get("Authorization"), token):
             return await handler(request)
         return web.json_response(

@@ -43,32 +43,32 @@ def fake_signups(count: int, partner_ratio: float, seed: int | None = None,
     return [fake_signup(rng, i, partner_ratio, run) for i in range(count)]
 
 
-#: What a member does after signing up: a change of the public profile, or the deletion.
-Action = tuple[str, dict[str, Any]]
+#: A step of a member's life after its signup: a profile change (a ``PATCH`` body), or None:
+#: its deletion.
+LifeStep = dict[str, Any] | None
 
 
-def fake_life(rng: random.Random, signup: dict[str, Any], index: int,
-              delete_ratio: float = 0.25) -> list[Action]:
-    """What one member does after ``signup``: 0 to 3 changes (a new nickname, new styles, or
-    both), then maybe the deletion of the account. Each change is a ``PATCH`` body."""
-    actions: list[Action] = []
+def fake_life(rng: random.Random, index: int, delete_ratio: float = 0.2) -> list[LifeStep]:
+    """What a member does after signing up: 0 to 3 profile changes (a nickname, styles or
+    both), then, with probability ``delete_ratio``, the deletion of the account."""
+    steps: list[LifeStep] = []
     for n in range(rng.randint(0, 3)):
+        what = rng.random()
         change: dict[str, Any] = {}
-        what = rng.choice(("nickname", "styles", "both"))
-        if what in ("nickname", "both"):
-            change["nickname"] = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}{index % 1000}_{n}"
-        if what in ("styles", "both"):
+        if what < 2 / 3:
+            change["nickname"] = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}{index % 1000}v{n + 2}"
+        if what >= 1 / 3:
             change["favorite_styles"] = rng.sample(sorted(STYLES), rng.randint(0, 3))
-        actions.append(("change", change))
+        steps.append(change)
     if rng.random() < delete_ratio:
-        actions.append(("delete", {}))
-    return actions
+        steps.append(None)
+    return steps
 
 
 def fake_lives(count: int, partner_ratio: float, seed: int | None = None,
-               run: str | None = None) -> list[tuple[dict[str, Any], list[Action]]]:
+               run: str | None = None) -> list[tuple[dict[str, Any], list[LifeStep]]]:
     """``count`` signups, each with its life (deterministic by seed)."""
     rng = random.Random(seed)
     run = run or f"{rng.getrandbits(32):08x}"
     signups = [fake_signup(rng, i, partner_ratio, run) for i in range(count)]
-    return [(s, fake_life(rng, s, i)) for i, s in enumerate(signups)]
+    return [(s, fake_life(rng, i)) for i, s in enumerate(signups)]

@@ -28,6 +28,10 @@ from signupflow.domain.reuse import Fingerprint, conflict, instant
 from signupflow.models.events import MemberDeleted, MemberEvent, ProfileChanged, ProfileInsert
 
 Verdict = Literal["applied", "same", "stale", "skipped", "conflict"]
+#: The outcome ``signupflow_events_total`` counts for each verdict but a conflict (a dead
+#: letter): a redelivery (``same``) is ignored as what is stored already, like an older event.
+OUTCOME: dict[Verdict, str] = {"applied": "applied", "same": "stale", "stale": "stale",
+                               "skipped": "skipped"}
 
 
 @dataclass(frozen=True)

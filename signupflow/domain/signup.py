@@ -37,8 +37,11 @@ class SignupInvalid(ValueError):
         self.fields = dict(fields)
         super().__init__("; ".join(f"{k}: {v}" for k, v in self.fields.items()))
 
+    #: what the body of the refused request was (the ``error`` of the answer)
+    what = "invalid signup"
+
     def as_json(self) -> dict[str, Any]:
-        return {"error": "invalid signup", "fields": self.fields}
+        return {"error": self.what, "fields": self.fields}
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ def check_email(value: Any) -> str:
     if not EMAIL_RE.match(email):
         raise FieldError(f"must be an email address like name@example.com, got {email[:60]!r}")
     return email
+
+
+def check_nickname(value: Any) -> str:
+    return check_str(value, 2, 30)
 
 
 def check_password(value: Any) -> str:
@@ -117,7 +124,7 @@ def validate_signup(payload: Any, today: date | None = None) -> Signup:
         "birth": lambda v: check_birth(v, today),
         "gender": lambda v: check_choice(v, GENDERS),
         "role": lambda v: check_choice(v, ROLES),
-        "nickname": lambda v: check_str(v, 2, 30),
+        "nickname": check_nickname,
         "favorite_styles": check_styles,
     }
     values: dict[str, Any] = {}

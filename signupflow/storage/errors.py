@@ -32,6 +32,11 @@ class EmailTaken(Rejected):
     """Another account already uses this email."""
 
 
+class AccountGone(StorageError):
+    """No live account has this uuid (deleted meanwhile, or never one): the request that
+    named it is answered as one with wrong credentials."""
+
+
 #: Driver errors that say nothing about the rows: the database itself is unavailable.
 _TRANSIENT = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, sa.DisconnectionError,
               OSError, ConnectionError, TimeoutError)

@@ -1,12 +1,15 @@
-"""auth service: ``POST /signup`` stores the account and its event; the outbox relay publishes.
+"""auth service: ``POST /signup`` stores the account and its event, ``PATCH`` and ``DELETE
+/accounts/{uuid}`` change or erase it and store theirs; the outbox relay publishes.
 
 Run: ``signupflow worker auth`` or ``faust -A signupflow.streams.auth worker``.
-Guarantee: the member row and its ProfileInsert outbox row commit in one transaction; the relay
-publishes pending rows in commit order with an idempotent, acks=all producer and marks them
-published only after the broker acknowledged. A crash anywhere loses no event; at worst an event
-is published twice, which the consumers absorb. Auth workers sharing a PostgreSQL database
-split the outbox between their relays (row locks, see ``publish_pending``). Published rows are
-deleted by the relay once older than ``SIGNUPFLOW_OUTBOX_RETENTION``; pending rows never are.
+Guarantee: the member row and its event's outbox row (ProfileInsert, ProfileChanged,
+MemberDeleted) commit in one transaction; the relay publishes pending rows in id order with an
+idempotent, acks=all producer and marks them published only after the broker acknowledged. A
+crash anywhere loses no event; at worst an event is published twice, which the consumers absorb
+(its version is not newer than what they stored). Auth workers sharing a PostgreSQL database
+publish one relay at a time (an advisory lock, see ``storage/auth.py``), so one member's events
+are never published out of order. Published rows are deleted by the relay once older than
+``SIGNUPFLOW_OUTBOX_RETENTION``; pending rows never are.
 """
 
 from __future__ import annotations
@@ -16,18 +19,32 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import orjson
+from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from faust.web import Request, Response, View
 from opentelemetry.trace import Span, SpanKind
 
 from signupflow import tracing
 from signupflow.app import create_app
-from signupflow.domain.passwords import hash_password
+from signupflow.domain.account import (
+    ACCOUNTS,
+    UNAUTHORIZED,
+    WWW_AUTHENTICATE,
+    ChangeInvalid,
+    ProfileChange,
+    ProfileUnknown,
+    basic_credentials,
+    costs_a_hash,
+    may_act,
+    validate_change,
+)
+from signupflow.domain.passwords import hash_password, verify_password
 from signupflow.domain.signup import SignupInvalid, profile_event, validate_signup
 from signupflow.http_input import (
     BodyRefused,
@@ -38,10 +55,13 @@ from signupflow.http_input import (
 )
 from signupflow.kafka_client import durable_producer
 from signupflow.metrics import (
+    ACCOUNT_CHANGE_KINDS,
+    ACCOUNT_REQUESTS,
     OUTBOX_DELETED,
     OUTBOX_OLDEST_PENDING,
     OUTBOX_PENDING,
     SIGNUPS,
+    count_account_change,
     export_auth_metrics,
 )
 from signupflow.outages import Outage
@@ -49,20 +69,26 @@ from signupflow.settings import Service, get_settings
 from signupflow.shedding import Gone, HashGate, Late, RateLimiter, admission, shed, timed
 from signupflow.storage.auth import (
     PendingEvent,
+    change_profile,
+    delete_account,
     delete_published,
+    find_account,
     pending_outbox,
     publish_pending,
     register,
 )
-from signupflow.storage.errors import EmailTaken
+from signupflow.storage.errors import AccountGone, EmailTaken
 from signupflow.streams.common import service_resources
 from signupflow.streams.retry import Backoff
 from signupflow.topics import PROFILE_INSERT
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STAGE: Service = "auth"
 RELAY_BATCH = 1000
 RELAY_POLL_INTERVAL = 1.0
+#: Seconds a relay waits before trying again while another auth worker's relay publishes.
+RELAY_STANDBY_INTERVAL = 0.1
 #: Seconds between two clean-ups of the outbox, and rows deleted per statement (short locks).
 RETENTION_INTERVAL = 60.0
 RETENTION_BATCH = 500
@@ -73,9 +99,16 @@ settings = get_settings()
 limiter = RateLimiter(settings.signup_rate, settings.signup_burst)
 hash_gate = HashGate(settings.hash_concurrency, settings.signup_latency_budget,
                      timed(hash_password, "a calibration password", settings.scrypt_n))
-app = create_app(STAGE, settings, [PROFILE_INSERT], middlewares=[admission(
-    "/signup", limiter, hash_gate, settings.trusted_proxies,
-    lambda outcome: SIGNUPS.labels(outcome).inc())])
+#: What a request with an unknown email is checked against: as slow as a real check.
+DECOY_HASH = hash_password("no account has this password", settings.scrypt_n)
+
+
+app = create_app(STAGE, settings, [PROFILE_INSERT], middlewares=[
+    admission("/signup", limiter, hash_gate, settings.trusted_proxies,
+              lambda outcome: SIGNUPS.labels(outcome).inc()),
+    admission(lambda request: costs_a_hash(request.method, request.path), limiter, hash_gate,
+              settings.trusted_proxies,
+              lambda outcome: ACCOUNT_REQUESTS.labels(outcome).inc())])
 resources = service_resources(app, STAGE, settings)
 relay_wakeup = asyncio.Event()
 
@@ -102,6 +135,44 @@ def error(view: View, status: int, message: str, **extra: object) -> Response:
     return view.json({"error": message, **extra}, status=status)
 
 
+class Answered(Exception):
+    """The request is answered already (refused): ``response`` is the answer."""
+
+    def __init__(self, response: Response):
+        super().__init__(response)
+        self.response = response
+
+
+async def json_body(view: View, raw: web.Request) -> Any:
+    """The request's JSON body, bounded in size and time; :class:`Answered` 400, 408, 413."""
+    try:
+        body = await read_body(raw, MAX_BODY_BYTES, settings.request_body_timeout)
+    except BodyRefused as exc:
+        raise Answered(close_after(error(view, exc.status, str(exc)))) from None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Answered(error(view, 400, f"body is not valid JSON: {exc}")) from None
+
+
+async def hashed(view: View, raw: web.Request, fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` (a password hash or check) on the hash gate, off the event loop, for a
+    client still there; :class:`Answered` 503 if the queue is full or the turn came too late,
+    499 if the client left (nothing is done for it: nobody would learn the outcome)."""
+    ticket = hash_gate.admit()
+    if ticket is None:  # the queue filled while the body arrived
+        raise Answered(cast(Response, shed(hash_gate)))
+    try:
+        result = await hash_gate.run(ticket, partial(connected, raw), fn, *args)
+    except Gone:
+        raise Answered(error(view, CLIENT_GONE, "the client left before its turn")) from None
+    except Late:
+        raise Answered(cast(Response, shed(hash_gate))) from None
+    if not connected(raw):
+        raise Answered(error(view, CLIENT_GONE, "the client left during hashing"))
+    return result
+
+
 @app.page("/signup")
 class SignupView(View):
     """Create an account. 201 {uuid}; 400 with per-field errors; 409 if the email is taken;
@@ -117,36 +188,21 @@ class SignupView(View):
         parent = tracing.context_of(request.headers.get(tracing.HEADER))
         with tracing.tracer.start_as_current_span("auth signup", context=parent,
                                                   kind=SpanKind.SERVER) as span:
-            response = await self.store(request, span)
+            try:
+                response = await self.store(request, span)
+            except Answered as answered:
+                response = answered.response
             span.set_attribute("http.response.status_code", response.status)
             return response
 
     async def store(self, request: Request, span: Span) -> Response:
         raw = aiohttp_request(request)  # admitted by the middleware: its rate, a place free
         try:
-            body = await read_body(raw, MAX_BODY_BYTES, settings.request_body_timeout)
-        except BodyRefused as exc:
-            return close_after(error(self, exc.status, str(exc)))
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return error(self, 400, f"body is not valid JSON: {exc}")
-        try:
-            signup = validate_signup(payload)
+            signup = validate_signup(await json_body(self, raw))
         except SignupInvalid as exc:
             return self.json(exc.as_json(), status=400)
-        ticket = hash_gate.admit()
-        if ticket is None:  # the queue filled while the body arrived
-            return cast(Response, shed(hash_gate))
-        try:
-            password_hash = await hash_gate.run(ticket, partial(connected, raw), hash_password,
-                                                signup.password, settings.scrypt_n)
-        except Gone:
-            return error(self, CLIENT_GONE, "the client left before its turn")
-        except Late:
-            return cast(Response, shed(hash_gate))
-        if not connected(raw):  # nobody would learn the account exists: do not create it
-            return error(self, CLIENT_GONE, "the client left during hashing")
+        password_hash = await hashed(self, raw, hash_password, signup.password,
+                                     settings.scrypt_n)
         engine = await resources.engine()
         now = datetime.now(UTC)
         event = profile_event(signup, str(uuid.uuid4()), now)
@@ -160,8 +216,90 @@ class SignupView(View):
         return self.json({"uuid": event.uuid, "role": signup.role}, status=201)
 
 
-async def relay_once(producer: AIOKafkaProducer) -> int:
-    """Publish one batch of pending outbox rows; returns how many were published."""
+#: ``signupflow_account_requests_total`` outcome of each answer of ``/accounts/{uuid}`` (429s
+#: and the 503s of a full queue are answered, and counted, by the admission middleware).
+ACCOUNT_OUTCOMES = {200: "changed", 204: "deleted", 400: "invalid", 413: "invalid",
+                    401: "unauthorized", 409: "conflict", 503: "shed", 408: "timed_out",
+                    499: "abandoned"}
+
+
+def unauthorized(view: View) -> Response:
+    """The one answer of :data:`UNAUTHORIZED`, whatever was wrong with the credentials."""
+    return view.json(UNAUTHORIZED, status=401,
+                     headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+
+
+@app.page(ACCOUNTS + "{member_uuid}")
+class AccountView(View):
+    """Change (``PATCH``: nickname, favorite_styles) or delete (``DELETE``) an account, opened
+    by HTTP Basic with its email and password. 200 {uuid, version, nickname,
+    favorite_styles} / 204; 400 as a refused signup; 401 (one answer) for credentials that do
+    not open this account; 409 for a change an account without a stored profile cannot take;
+    429, 503, 408, 413 as ``POST /signup``. The credentials are never logged."""
+
+    async def patch(self, request: Request, member_uuid: str) -> Response:
+        return await self.answer(request, member_uuid, "change")
+
+    async def delete(self, request: Request, member_uuid: str) -> Response:
+        return await self.answer(request, member_uuid, "delete")
+
+    async def answer(self, request: Request, member_uuid: str, operation: str) -> Response:
+        parent = tracing.context_of(request.headers.get(tracing.HEADER))
+        with tracing.tracer.start_as_current_span(f"auth account {operation}", context=parent,
+                                                  kind=SpanKind.SERVER) as span:
+            try:
+                response = await self.act(request, member_uuid, operation, span)
+            except Answered as answered:
+                response = answered.response
+            span.set_attribute("http.response.status_code", response.status)
+        outcome = ACCOUNT_OUTCOMES.get(response.status, "error")
+        ACCOUNT_REQUESTS.labels(outcome).inc()
+        if outcome in ACCOUNT_CHANGE_KINDS:  # committed with its event
+            count_account_change(outcome)
+        return response
+
+    async def act(self, request: Request, member_uuid: str, operation: str,
+                  span: Span) -> Response:
+        raw = aiohttp_request(request)  # admitted by the middleware: its rate, a place free
+        change: ProfileChange | None = None
+        if operation == "change":
+            try:
+                change = validate_change(await json_body(self, raw))
+            except ChangeInvalid as exc:
+                return self.json(exc.as_json(), status=400)
+        credentials = basic_credentials(request.headers.get("Authorization"))
+        if credentials is None:
+            return unauthorized(self)
+        engine = await resources.engine()
+        account = await find_account(engine, credentials.email)
+        # an unknown email costs the same hash as a known one: no timing tells them apart
+        matches = await hashed(self, raw, verify_password, credentials.password,
+                               account.password_hash if account else DECOY_HASH)
+        if not may_act(member_uuid, account.uuid if account else None, matches):
+            return unauthorized(self)
+        span.set_attribute(tracing.MEMBER_UUID, member_uuid)
+        now = datetime.now(UTC)
+        traceparent = tracing.traceparent(span) if tracing.enabled else None
+        try:
+            if change is None:
+                await delete_account(engine, member_uuid, now, traceparent)
+                answer = self.bytes(b"", status=204)
+            else:
+                event = await change_profile(engine, member_uuid, change, now, traceparent)
+                answer = self.json({"uuid": member_uuid, "version": event.version,
+                                    "nickname": event.nickname,
+                                    "favorite_styles": event.favorite_styles})
+        except AccountGone:  # deleted since the credentials were read
+            return unauthorized(self)
+        except ProfileUnknown as exc:
+            return error(self, 409, str(exc))
+        relay_wakeup.set()
+        return answer
+
+
+async def relay_once(producer: AIOKafkaProducer) -> int | None:
+    """Publish one batch of pending outbox rows; returns how many were published, or None if
+    another auth worker's relay is publishing (this one stands by)."""
 
     async def publish(pending: list[PendingEvent]) -> None:
         spans = [tracing.tracer.start_span(
@@ -240,13 +378,16 @@ async def outbox_relay() -> None:
         while True:
             relay_wakeup.clear()  # before reading: a commit from now on wakes the next round
             try:
-                while await relay_once(producer) == RELAY_BATCH:
+                while (published := await relay_once(producer)) == RELAY_BATCH:
                     pass
                 backoff.reset()
                 outage.recovered()
             except Exception as exc:  # broker or database down: retry, never give up
                 outage.failed(repr(exc))
                 await backoff.sleep()
+                continue
+            if published is None:  # another relay publishes: try again soon, it may stop
+                await asyncio.sleep(RELAY_STANDBY_INTERVAL)
                 continue
             cleaned = await retention_round(cleaned)
             with contextlib.suppress(TimeoutError):

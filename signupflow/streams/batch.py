@@ -1,109 +1,159 @@
-"""batch service: partner-created -> the partner-summary table (changelog) and batch.db.
+"""batch service: a partner's life on partner-created (created, changed, deleted) -> the
+partner-summary table (changelog) and batch.db.
 
 Run: ``signupflow worker batch`` or ``faust -A signupflow.streams.batch worker``.
-Guarantee: at-least-once with idempotent effects. A redelivered PartnerCreated produces the
-same summary, which :func:`merge_summary` recognises, so neither the table (nor its changelog)
-nor batch.db changes; one that says something else about a summarised partner is a conflict
-and is dead-lettered. The table is rebuilt from its changelog after a restart, and a changelog
-record is acknowledged by the broker before the offset of its event is.
+Guarantee: at-least-once with effects applied by version (:func:`merge_partner`): an event
+older than or equal to the summary changes nothing, so neither the table (nor its changelog)
+nor batch.db changes on a redelivery; one that says something else at the summary's version is
+a conflict and is dead-lettered. A deletion removes the table entry (a tombstone on the
+changelog) and the batch.db row, and keeps the deletion's version in batch.db, so no older
+event brings the partner back. The table is rebuilt from its changelog after a restart, and a
+changelog record is acknowledged by the broker before the offset of its event is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from signupflow.app import create_app
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from signupflow.app import ServiceApp, create_app
 from signupflow.console import register_console
-from signupflow.domain.decode import decode_partner_created
+from signupflow.domain.decode import decode_partner_event
+from signupflow.domain.life import OUTCOME
 from signupflow.domain.reuse import Conflict
-from signupflow.domain.summary import merge_summary
-from signupflow.metrics import TABLE_ENTRIES, count_batch
-from signupflow.models.events import PartnerSummary
-from signupflow.settings import Service, get_settings
-from signupflow.storage.batch import save_summaries
+from signupflow.domain.summary import SummaryStep, merge_partner
+from signupflow.metrics import TABLE_ENTRIES
+from signupflow.models.events import PartnerEvent, PartnerSummary
+from signupflow.settings import Service, Settings, get_settings
+from signupflow.storage.batch import Deletion, deleted_versions, save_summaries
 from signupflow.streams.common import (
     BatchTrace,
     DeadLetters,
     Decoded,
     RawEvent,
-    RawStream,
+    Resources,
+    SendLetter,
     consuming,
-    decode_events,
-    raw_topic,
-    run_batches,
     service_resources,
 )
-from signupflow.streams.retry import until_done, write_isolating
+from signupflow.streams.stage import Stage
 from signupflow.tables.partitioned import write_acknowledged
-from signupflow.tables.partner_summary import TABLE_NAME, define_table, register_views
+from signupflow.tables.partner_summary import (
+    TABLE_NAME,
+    SummaryTable,
+    define_table,
+    register_views,
+)
 from signupflow.topics import PARTNER_CREATED, dlq_topic
 
 STAGE: Service = "batch"
-
-settings = get_settings()
-app = create_app(STAGE, settings, [PARTNER_CREATED, dlq_topic(PARTNER_CREATED)])
-partners_created = raw_topic(app, PARTNER_CREATED, settings.partitions)
-dead_letters = DeadLetters(app, PARTNER_CREATED, settings.partitions)
-partner_summary = define_table(app, settings.partitions)
-register_views(app, partner_summary)
-register_console(app, settings)
-resources = service_resources(app, STAGE, settings)
-consuming(app, PARTNER_CREATED)
+#: The summaries a batch stored or deleted (a partner's id and the deletion's version), each
+#: with the (last) event that made it.
+Summaries = list[tuple[PartnerSummary | Deletion, RawEvent]]
 
 
-async def table_entries() -> None:
-    TABLE_ENTRIES.labels(TABLE_NAME).set(len(partner_summary))
+@dataclass
+class Stored:
+    """What a batch wrote (``summaries``), and the kind and outcome of each event it did not
+    dead-letter."""
+
+    summaries: Summaries = field(default_factory=list)
+    outcomes: list[tuple[str, str]] = field(default_factory=list)
 
 
-app.metric_refreshers.append(table_entries)
+class BatchStage(Stage[PartnerEvent, Stored]):
+    """partner-created -> the partner-summary table and batch.db."""
+
+    service = STAGE
+    source = PARTNER_CREATED
+    agent_name = f"{__name__}.summarize_partners"
+
+    def __init__(self, app: ServiceApp, settings: Settings, resources: Resources,
+                 dead_letters: DeadLetters, partner_summary: SummaryTable) -> None:
+        super().__init__(app, settings, resources, dead_letters)
+        self.partner_summary = partner_summary
+
+    @classmethod
+    def build(cls, app: ServiceApp, settings: Settings, *, send_letter: SendLetter | None = None
+              ) -> BatchStage:
+        """The stage on ``app``, its database and partitions as ``settings`` say; dead letters
+        go to the broker unless ``send_letter`` says otherwise."""
+        return cls(app, settings, service_resources(app, STAGE, settings),
+                   DeadLetters(app, PARTNER_CREATED, settings.partitions, send_letter),
+                   define_table(app, settings.partitions))
+
+    def decode(self, key: bytes | None, value: bytes | None, max_bytes: int) -> PartnerEvent:
+        return decode_partner_event(key, value, max_bytes)
+
+    async def store(self, decoded: Decoded[PartnerEvent], engine: AsyncEngine,
+                    traced: BatchTrace) -> Stored:
+        """The summaries changed or deleted, one write per partner (its last); a conflict
+        with the summary is refused."""
+        now = datetime.now(UTC)
+        pids = {e.partner_id for e in decoded.records}
+        deleted = await self.until_done("read tombstones", partial(
+            deleted_versions, engine, [p for p in pids if self.partner_summary.get(p) is None]))
+        state = {p: SummaryStep(self.partner_summary.get(p), deleted.get(p), "same")
+                 for p in pids}
+        latest: dict[str, tuple[PartnerSummary | Deletion, RawEvent]] = {}
+        conflicts: dict[int, str] = {}
+        outcomes: list[tuple[str, str]] = []
+        for i, (event, raw) in enumerate(zip(decoded.records, decoded.events, strict=True)):
+            pid, before = event.partner_id, state[event.partner_id]
+            try:
+                done = merge_partner(before.summary, before.deleted, event, now)
+            except Conflict as exc:
+                conflicts[i] = str(exc)
+                continue
+            state[pid] = done
+            outcomes.append((event.kind, OUTCOME[done.verdict]))
+            if done.verdict == "applied":
+                latest[pid] = (done.summary if done.summary is not None
+                               else (pid, done.deleted or event.version), raw)
+        decoded.refuse(conflicts, self.service)
+        changed: Decoded[PartnerSummary | Deletion] = Decoded()
+        for write, raw in latest.values():
+            changed.records.append(write)
+            changed.events.append(raw)
+        refused = await self.write(changed.records, partial(save_summaries, engine), traced)
+        written = changed.refuse(refused, self.service)
+        decoded.dead.extend(changed.dead)
+        return Stored(written, outcomes)
+
+    def outcomes(self, stored: Stored) -> Iterable[tuple[str, str]]:
+        return stored.outcomes
+
+    async def publish(self, stored: Stored, traced: BatchTrace) -> None:
+        await self.until_done("changelog", partial(
+            self.update_table, [(s, raw.message.partition) for s, raw in stored.summaries]))
+
+    async def update_table(self, summaries: Sequence[tuple[PartnerSummary | Deletion, int]]
+                           ) -> None:
+        """Each summary to the table (a deletion: a tombstone), in the changelog partition of
+        its event, acknowledged by the broker before the table (and so the offsets) move on."""
+        await write_acknowledged(self.partner_summary, [
+            (partition, s.partner_id, s) if isinstance(s, PartnerSummary)
+            else (partition, s[0], None) for s, partition in summaries])
 
 
-async def handle(events: Sequence[RawEvent]) -> list[PartnerSummary]:
-    """Process one batch of raw partner-created events; returns the summaries changed."""
-    engine = await resources.engine()
-    traced = BatchTrace(STAGE, events)
-    decoded = decode_events(events, decode_partner_created, settings.max_event_bytes, STAGE)
-    now = datetime.now(UTC)
-    latest: dict[str, tuple[PartnerSummary, RawEvent]] = {}  # one summary per partner per batch
-    conflicts: dict[int, str] = {}
-    for i, (event, raw) in enumerate(zip(decoded.records, decoded.events, strict=True)):
-        pid = event.partner_id
-        try:
-            summary = merge_summary(latest[pid][0] if pid in latest else partner_summary.get(pid),
-                                    event, now)
-        except Conflict as exc:
-            conflicts[i] = str(exc)
-            continue
-        if summary is not None:
-            latest[pid] = (summary, raw)
-    decoded.refuse(conflicts, STAGE)
-    changed: Decoded[PartnerSummary] = Decoded()
-    for summary, raw in latest.values():
-        changed.records.append(summary)
-        changed.events.append(raw)
-    with traced.write():
-        refused = await write_isolating(changed.records, partial(save_summaries, engine),
-                                        resources, STAGE)
-    written = changed.refuse(refused, STAGE)
-    letters = decoded.dead + changed.dead
-    await until_done(f"{STAGE} dead letters", partial(dead_letters.send, letters))
-    await until_done(f"{STAGE} changelog", partial(
-        update_table, [(s, raw.message.partition) for s, raw in written]))
-    traced.end(letters)
-    count_batch(STAGE, len(events), len(letters))
-    return [s for s, _ in written]
+def create_batch(settings: Settings) -> BatchStage:
+    """The batch worker's app and stage, with its views, console, probes and metrics."""
+    app = create_app(STAGE, settings, [PARTNER_CREATED, dlq_topic(PARTNER_CREATED)])
+    stage = BatchStage.build(app, settings)
+    register_views(app, stage.partner_summary)
+    register_console(app, settings)
+    consuming(app, PARTNER_CREATED)
+
+    async def table_entries() -> None:
+        TABLE_ENTRIES.labels(TABLE_NAME).set(len(stage.partner_summary))
+
+    app.metric_refreshers.append(table_entries)
+    return stage
 
 
-async def update_table(summaries: Sequence[tuple[PartnerSummary, int]]) -> None:
-    """Each summary to the table, in the changelog partition of its event, acknowledged by
-    the broker before the table (and so the offsets) move on."""
-    await write_acknowledged(partner_summary, [(partition, s.partner_id, s)
-                                               for s, partition in summaries])
-
-
-@app.agent(partners_created)
-async def summarize_partners(stream: RawStream) -> None:
-    await run_batches(stream, handle, STAGE)
-
+stage = create_batch(get_settings())
+app = stage.app

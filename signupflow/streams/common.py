@@ -12,6 +12,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any, Generic, TypeVar, cast
 
 import faust
@@ -21,12 +22,13 @@ from faust.types import EventT, StreamT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow import tracing
-from signupflow.app import ServiceApp
-from signupflow.db import create_schema, describe, make_engine, unwritable
+from signupflow.app import EXIT_SCHEMA_BEHIND, ServiceApp
+from signupflow.db import describe, make_engine, unwritable
 from signupflow.dlq import DeadLetter, dead_letter
 from signupflow.domain.decode import InvalidEvent
 from signupflow.kafka_client import consumer as kafka_consumer
 from signupflow.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERS
+from signupflow.migrations import NotAtHead, require_head
 from signupflow.outages import Outage
 from signupflow.probes import Check, consumer_checks
 from signupflow.settings import Settings
@@ -51,8 +53,9 @@ LOCK_WAIT = 1.0
 
 
 class Resources:
-    """A service's database engine, with its schema created once, on first use, and the
-    database's outages as the service sees them."""
+    """A service's database engine, made on first use once the database is found at the
+    code's schema revision (``signupflow db upgrade`` brings it there: no DDL runs here), and
+    the database's outages as the service sees them."""
 
     def __init__(self, service: str, settings: Settings):
         self.service = service
@@ -65,7 +68,9 @@ class Resources:
         """Why the database would not take a write now (None: it would)."""
         try:
             engine = await self.engine()
-        except Exception as exc:  # the schema could not be created: down
+        except NotAtHead as exc:
+            return str(exc)
+        except Exception as exc:  # its revision could not be read: down
             return describe(exc)
         return await unwritable(engine, LOCK_WAIT)
 
@@ -74,7 +79,11 @@ class Resources:
             async with self._lock:
                 if self._engine is None:
                     engine = make_engine(self.settings.database_url(self.service))
-                    await create_schema(engine, self.service)
+                    try:
+                        await require_head(engine, self.service)
+                    except BaseException:
+                        await engine.dispose()
+                        raise
                     self._engine = engine
         return self._engine
 
@@ -86,8 +95,11 @@ class Resources:
 
 def service_resources(app: ServiceApp, service: str, settings: Settings) -> Resources:
     """The service's :class:`Resources`, closed when its app shuts down; ``/ready`` checks
-    that its database takes a write (and so tells an outage even while no event comes)."""
+    that its database takes a write (and so tells an outage even while no event comes) and is
+    at the code's schema revision. At start the worker checks that revision and refuses to run
+    (exits, :data:`~signupflow.app.EXIT_SCHEMA_BEHIND`) on a database not upgraded."""
     resources = Resources(service, settings)
+    app.worker_task(partial(check_schema, app, resources))
 
     async def database() -> str | None:
         problem = resources.outage.observe(await resources.unwritable())
@@ -102,6 +114,23 @@ def service_resources(app: ServiceApp, service: str, settings: Settings) -> Reso
     # mode types a handler's return as None | Awaitable[None]; a coroutine function is both
     app.on_before_shutdown.connect(close, weak=False)  # type: ignore[arg-type]
     return resources
+
+
+async def check_schema(app: ServiceApp, resources: Resources) -> None:
+    """Stop the worker if its database is not at the code's revision: processing events on
+    the wrong tables would fail every batch, or worse. A database that does not answer is an
+    outage (``/ready`` says so): the check is retried until it answers."""
+    backoff = Backoff()
+    while True:
+        try:
+            await resources.engine()
+            return
+        except NotAtHead as exc:
+            app.refuse(str(exc), EXIT_SCHEMA_BEHIND)
+            return
+        except Exception as exc:  # told once (then reminded) as the database's outage
+            resources.outage.failed(f"its schema revision unreadable: {describe(exc)}")
+            await backoff.sleep()
 
 
 def consuming(app: ServiceApp, topic: str) -> None:
@@ -202,6 +231,10 @@ def letter_for(event: RawEvent, reason: str, stage: str) -> DeadLetter:
     return dead_letter(msg.key, msg.value, reason, msg.topic, msg.partition, msg.offset, stage)
 
 
+#: Sends one record (as ``Topic.send``, keywords only); awaited, the broker's acknowledgement.
+SendLetter = Callable[..., Awaitable[Awaitable[Any]]]
+
+
 class DeadLetters:
     """Sends dead letters of one source topic and waits for the broker to acknowledge them.
 
@@ -209,8 +242,11 @@ class DeadLetters:
     the positions acknowledged are remembered (the last :data:`SENT_MEMORY` of them).
     """
 
-    def __init__(self, app: faust.App, source_topic: str, partitions: int):
+    def __init__(self, app: faust.App, source_topic: str, partitions: int,
+                 send: SendLetter | None = None):
         self.topic = raw_topic(app, dlq_topic(source_topic), partitions)
+        #: ``topic.send`` unless told otherwise (a test records the letters instead)
+        self._send: SendLetter = send or self.topic.send
         self._sent: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     async def send(self, letters: Sequence[DeadLetter]) -> None:
@@ -219,8 +255,8 @@ class DeadLetters:
         for letter in fresh:
             log.warning("dead letter from %s[%d]@%d: %s", letter.source_topic,
                         letter.source_partition, letter.source_offset, letter.error)
-            futures.append(await self.topic.send(key=letter.key, value=letter.value,
-                                                 headers=letter.headers(), force=True))
+            futures.append(await self._send(key=letter.key, value=letter.value,
+                                            headers=letter.headers(), force=True))
         results = await asyncio.gather(*futures, return_exceptions=True)
         for letter, result in zip(fresh, results, strict=True):
             if not isinstance(result, BaseException):

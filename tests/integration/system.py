@@ -29,6 +29,7 @@ from signupflow.db import make_engine, no_such_table
 from signupflow.domain.fake import fake_signups
 from signupflow.kafka_client import KafkaAccess
 from signupflow.local_security import ADMIN_USER, LocalSecurity, grant_acls
+from signupflow.migrations import upgrade
 from signupflow.settings import (
     LOCAL_CLIENT_ENV,
     SERVICES,
@@ -57,6 +58,8 @@ class System:
         self.broker_port = 0
         self.bootstrap = ""
         self.env: dict[str, str] = {}
+        #: the databases' settings of ``databases()`` while inside it (kept by a broker restart)
+        self.database_env: dict[str, str] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     def start_broker(self) -> None:
@@ -78,7 +81,9 @@ class System:
             # sets one)
             "SIGNUPFLOW_SIGNUP_RATE": "0",
             **{f"SIGNUPFLOW_{s.upper()}_WEB_PORT": str(p) for s, p in self.ports.items()},
+            **self.database_env,
         }
+        self.migrate()
         settings = load_settings(self.env)
         if self.secure:
             asyncio.run(grant_acls(LocalSecurity(self.broker_home), self.bootstrap, settings))
@@ -126,8 +131,17 @@ class System:
     def log(self, service: str) -> Path:
         return self.root / "log" / f"{service}.log"
 
+    def migrate(self, env: dict[str, str] | None = None) -> None:
+        """Upgrade every service's database (of ``env``, default the system's) to the head
+        revision, as ``signupflow db upgrade`` does: workers refuse a database that is not."""
+        settings = load_settings({**self.env, **(env or {})})
+        for service in SERVICES:
+            asyncio.run(upgrade(settings.database_url(service), service))
+
     def start(self, *services: str, **env: str) -> None:
-        """Start workers (default: all three); ``env`` adds settings for these processes."""
+        """Start workers (default: all three), their databases upgraded first; ``env`` adds
+        settings for these processes."""
+        self.migrate(env)
         for service in services or SERVICES:
             self.procs[service] = start_worker(service, self.log(service),
                                                worker_env(service, {**self.env, **env}))
@@ -138,6 +152,7 @@ class System:
         """One more ``service`` worker, known as ``name`` (own web port and log); ``env`` adds
         settings, e.g. another app id. In the same consumer group it shares the partitions."""
         self.ports[name] = broker.free_port()
+        self.migrate(env)
         self.procs[name] = start_worker(
             service, self.log(name),
             worker_env(service, {**self.env, f"SIGNUPFLOW_{service.upper()}_WEB_PORT":
@@ -149,11 +164,16 @@ class System:
         """Workers started inside use ``kind`` databases (see ``database_settings``); they are
         stopped on the way out, before the databases go."""
         with database_settings(kind) as settings:
+            self.database_env = dict(settings)
             self.env.update(settings)
+            self.migrate()
             try:
                 yield
             finally:
                 self.stop()
+                self.database_env = {}
+                for name in settings:
+                    self.env.pop(name, None)
 
     def stop(self, *services: str) -> None:
         for service in services or list(self.procs):
@@ -173,11 +193,11 @@ class System:
 
     # --- observation -----------------------------------------------------------------------
     def cli(
-        self, *args: str, check: bool = False, timeout: float = 300
+        self, *args: str, check: bool = False, timeout: float = 300, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "signupflow.cli", *args], env=self.env, capture_output=True,
-            text=True, timeout=timeout, check=check,
+            text=True, timeout=timeout, check=check, input=stdin,
         )
 
     def cli_background(self, *args: str) -> subprocess.Popen[str]:

@@ -7,6 +7,7 @@ docs/console.png is made here, of realistic data under load."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import threading
@@ -14,9 +15,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from signupflow.client import post_signups
+from signupflow.console import PAGE
 from signupflow.domain.fake import fake_signups
 from tests.integration.browser import dump_dom, screenshot
 from tests.integration.system import System
@@ -197,6 +201,9 @@ def test_console_shows_the_databases_counts_and_user_text_as_text(system: System
     assert stages["member"]["processed"] == str(system.profiles())
     assert stages["member"]["dead"] == "0" and stages["member"]["lag"] == "0"
     assert stages["batch"]["processed"] == str(system.count("batch", "partner_summary"))
+    # signups only: no stage changed or deleted anything (counted from their own metrics)
+    assert {s: (stages[s]["changed"], stages[s]["deleted"]) for s in (
+        "auth", "member", "batch")} == dict.fromkeys(("auth", "member", "batch"), ("0", "0"))
     # what the frame means is said, and each stage says it in words
     assert "ready" in shown.legend and "not ready" in shown.legend
     assert {s: stages[s]["state"] for s in ("auth", "member", "batch")} == dict.fromkeys(
@@ -223,3 +230,78 @@ def test_a_stage_that_is_not_ready_says_so_in_words_not_only_in_colour(system: S
                    system.root / "chromium")
     finally:
         system.start("member")
+
+
+#: ``/console/data`` as the batch worker answers it mid-life: members changed and deleted,
+#: member and batch a little behind auth (one stage's figure hostile text: shown as text).
+LIVES: dict[str, Any] = {
+    "stages": {
+        "auth": {"up": True, "ready": True, "processed": 412.0, "changed": 37.0,
+                 "deleted": 9.0, "dead_lettered": 0.0, "lag": 0.0, "outbox_pending": 2.0,
+                 "rate": 3.5, "reasons": []},
+        "member": {"up": True, "ready": False, "processed": 455.0, "changed": 36.0,
+                   "deleted": 8.0, "dead_lettered": 1.0, "lag": 3.0, "outbox_pending": 0.0,
+                   "rate": 3.2, "reasons": [f"rebalancing {HOSTILE}"]},
+        "batch": {"up": True, "ready": True, "processed": 131.0, "changed": HOSTILE,
+                  "deleted": 3.0, "dead_lettered": 0.0, "lag": 0.0, "outbox_pending": 0.0,
+                  "rate": 1.0, "reasons": []},
+    },
+    "per_minute": {"error": "member does not answer (a canned answer)"},
+}
+
+
+@contextmanager
+def canned_console(data: dict[str, Any]) -> Iterator[str]:
+    """The console's page served with a canned ``/console/data`` (and no partners): its DOM
+    for any figures, without a system to bring them about."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            body, kind = ((PAGE.encode(), "text/html") if path == "/console" else
+                          (json.dumps(data).encode(), "application/json")
+                          if path == "/console/data" else
+                          (b'{"partners": [], "next": null}', "application/json"))
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/console"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_console_counts_changes_and_deletions_per_stage_as_text(tmp_path: Path) -> None:
+    with canned_console(LIVES) as url:
+        dom = dump_dom(url, tmp_path / "chromium", 60, "--virtual-time-budget=5000")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        screenshot(url, ARTIFACTS / "console-changes.png", tmp_path / "chromium")
+    shown = Stages(dom)
+    assert {s: (shown.figures[s]["changed"], shown.figures[s]["deleted"])
+            for s in ("auth", "member", "batch")} == {
+        "auth": ("37", "9"), "member": ("36", "8"), "batch": (HOSTILE, "3")}
+    assert shown.figures["auth"]["processed"] == "412"
+    assert shown.figures["member"]["reasons"] == f"rebalancing {HOSTILE}"
+    assert dom.count("&lt;img src=x onerror=alert(1)&gt;") == 2 and shown.images == 0
+
+
+def test_a_stage_that_does_not_answer_counts_no_changes(tmp_path: Path) -> None:
+    """Not a 0 it does not know."""
+    down = {**LIVES, "stages": {**LIVES["stages"], "member": {
+        "up": False, "ready": False, "reasons": ["http://member does not answer"]}}}
+    with canned_console(down) as url:
+        shown = Stages(dump_dom(url, tmp_path / "chromium", 60, "--virtual-time-budget=5000"))
+    assert (shown.figures["member"]["changed"], shown.figures["member"]["deleted"]) == ("-", "-")
+    assert shown.figures["auth"]["changed"] == "37"
+

@@ -127,15 +127,21 @@ def test_verify_reports_planted_inconsistencies(system: System) -> None:
     system.assert_consistent()
     member_db, batch_db = system.data_dir / "member.db", system.data_dir / "batch.db"
     with sqlite3.connect(member_db) as conn:
-        row = conn.execute("SELECT * FROM user_profile ORDER BY uuid LIMIT 1").fetchone()
+        row, kept = conn.execute("SELECT * FROM user_profile ORDER BY uuid LIMIT 2").fetchall()
         conn.execute("DELETE FROM user_profile WHERE uuid = ?", (row[0],))
     with sqlite3.connect(batch_db) as conn:
-        conn.execute("INSERT INTO partner_summary VALUES (?, 'ghost', 1, ?, ?)",
+        conn.execute("INSERT INTO partner_summary (partner_id, nickname, style_count, joined_at,"
+                     " summarized_at) VALUES (?, 'ghost', 1, ?, ?)",
                      (GHOST, "2026-01-01 00:00:00", "2026-01-01 00:00:00"))
+    with sqlite3.connect(system.data_dir / "auth.db") as conn:  # deleted, nothing erased
+        conn.execute("UPDATE member SET deleted_at = ? WHERE uuid = ?",
+                     ("2026-01-01 00:00:00", kept[0]))
     result = system.cli("verify")
     assert result.returncode == 1, result.stdout
     assert f"account without profile: 1 ({row[0]})" in result.stdout
     assert f"summary without partner: 1 ({GHOST})" in result.stdout
+    assert f"profile of a deleted account: 1 ({kept[0]})" in result.stdout
+    assert f"personal data of a deleted account: 1 ({kept[0]})" in result.stdout
     assert "batch.db differs from table: 1" in result.stdout
     assert "INCONSISTENT" in result.stdout
 
@@ -143,4 +149,6 @@ def test_verify_reports_planted_inconsistencies(system: System) -> None:
         conn.execute(f"INSERT INTO user_profile VALUES ({', '.join('?' * len(row))})", row)
     with sqlite3.connect(batch_db) as conn:
         conn.execute("DELETE FROM partner_summary WHERE partner_id = ?", (GHOST,))
+    with sqlite3.connect(system.data_dir / "auth.db") as conn:
+        conn.execute("UPDATE member SET deleted_at = NULL WHERE uuid = ?", (kept[0],))
     system.assert_consistent(settle=0)

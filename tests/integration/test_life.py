@@ -17,12 +17,13 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from signupflow.domain.fake import Action, fake_lives
+from signupflow.domain.fake import LifeStep, fake_lives
 from tests.integration.system import System
 
 MEMBERS = int(os.environ.get("SIGNUPFLOW_LIFE_MEMBERS", "2000"))
@@ -46,7 +47,7 @@ class Driver:
     as members finish."""
 
     urls: list[str]
-    lives: list[tuple[dict[str, Any], list[Action]]]
+    lives: list[tuple[dict[str, Any], list[LifeStep]]]
     outcomes: list[Outcome] = field(default_factory=list)
     requests: int = 0
     error: BaseException | None = None
@@ -75,7 +76,7 @@ class Driver:
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(timeout=timeout) as session:
 
-            async def one(i: int, body: dict[str, Any], actions: list[Action]) -> None:
+            async def one(i: int, body: dict[str, Any], actions: list[LifeStep]) -> None:
                 async with gate:
                     outcome = await self._life(session, random.Random(i), body, actions)
                     if outcome is not None:
@@ -84,7 +85,7 @@ class Driver:
             await asyncio.gather(*(one(i, b, a) for i, (b, a) in enumerate(self.lives)))
 
     async def _life(self, session: aiohttp.ClientSession, rng: random.Random,
-                    body: dict[str, Any], actions: list[Action]) -> Outcome | None:
+                    body: dict[str, Any], actions: list[LifeStep]) -> Outcome | None:
         status, answer = await self._send(session, rng, "POST", "/signup", body)
         assert status == 201, (status, answer)
         uuid = answer["uuid"]
@@ -92,8 +93,8 @@ class Driver:
                           frozenset(body["favorite_styles"]))
         credentials = base64.b64encode(f"{body['email']}:{body['password']}".encode()).decode()
         auth = {"Authorization": f"Basic {credentials}"}
-        for kind, change in actions:
-            if kind == "change":
+        for change in actions:
+            if change is not None:
                 status, answer = await self._send(session, rng, "PATCH", f"/accounts/{uuid}",
                                                   change, auth)
                 assert status == 200, (status, answer)
@@ -167,8 +168,7 @@ def assert_every_store_at_the_last_event(system: System, outcomes: list[Outcome]
                                                       f"FROM {table}")}
 
     want = {u: (o.role, o.nickname, o.version) for u, o in live.items()}
-    system.wait_until(lambda: profiles() == want, 300,
-                      "every live member's profile at its last version")
+    settle(profiles, want, "every live member's profile at its last version")
     styles: dict[str, set[int]] = {}
     for u, s in system.query("member", "SELECT uuid, style_id FROM favorite_style"):
         styles.setdefault(u, set()).add(s)
@@ -184,8 +184,7 @@ def assert_every_store_at_the_last_event(system: System, outcomes: list[Outcome]
 
     want_summaries = {u: (o.nickname, len(o.styles or ()), o.version)
                       for u, o in partners.items()}
-    system.wait_until(lambda: summaries() == want_summaries, 300,
-                      "every live partner's summary at its last version")
+    settle(summaries, want_summaries, "every live partner's summary at its last version")
     partner_tombstones = dict(system.query("batch",
                                            "SELECT partner_id, version FROM partner_tombstone"))
     assert partner_tombstones == {u: o.version for u, o in gone.items() if o.role == "PARTNER"}
@@ -195,3 +194,19 @@ def assert_every_store_at_the_last_event(system: System, outcomes: list[Outcome]
     assert erased == []
     assert {u for (u,) in system.query("auth", "SELECT uuid FROM member WHERE deleted_at IS "
                                                "NOT NULL")} == set(gone)
+
+
+def settle(read: Callable[[], dict[str, Any]], want: dict[str, Any], what: str,
+           timeout: float = 300) -> None:
+    """Wait until ``read()`` is ``want``; otherwise fail naming what is missing, extra or
+    different (a sample of each)."""
+    deadline = time.monotonic() + timeout
+    while (got := read()) != want and time.monotonic() < deadline:
+        time.sleep(1)
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    different = sorted(u for u in set(want) & set(got) if want[u] != got[u])
+    assert got == want, (
+        f"{what}: {len(missing)} missing {[(u, want[u]) for u in missing[:5]]}, "
+        f"{len(extra)} extra {[(u, got[u]) for u in extra[:5]]}, {len(different)} different "
+        f"{[(u, want[u], got[u]) for u in different[:5]]}")

@@ -71,9 +71,9 @@ def test_metrics_equal_the_known_counts_after_a_load(system: System) -> None:
     assert value(auth, "signupflow_outbox_oldest_pending_seconds") == 0
 
     member = metrics(system, "member")
-    assert value(member, "signupflow_events_total", service="member",
-                 outcome="processed") == SIGNUPS
-    assert value(member, "signupflow_events_total", service="member",
+    assert value(member, "signupflow_events_total", service="member", kind="created",
+                 outcome="applied") == SIGNUPS
+    assert value(member, "signupflow_events_total", service="member", kind="unknown",
                  outcome="dead_lettered") == 2
     assert value(member, "signupflow_dead_letters_total", topic=PROFILE_INSERT) == 2
     assert value(member, "signupflow_batch_seconds_count", service="member") >= 1
@@ -82,8 +82,8 @@ def test_metrics_equal_the_known_counts_after_a_load(system: System) -> None:
     assert sorted(lags) == ["0", "1", "2", "3"] and set(lags.values()) == {0}
 
     batch = metrics(system, "batch")
-    assert value(batch, "signupflow_events_total", service="batch",
-                 outcome="processed") == partners
+    assert value(batch, "signupflow_events_total", service="batch", kind="created",
+                 outcome="applied") == partners
     assert value(batch, "signupflow_table_entries", table="partner-summary") == partners
 
 
@@ -141,9 +141,10 @@ def trace(system: System, who: str) -> tuple[int, dict[str, Any]]:
     return result.returncode, json.loads(result.stdout) if result.returncode == 0 else {}
 
 
-def in_time_order(hops: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The hops, checked to come in time order, each delay from the signup and from the hop
-    before (finding: listed in the flow's order, each delay from another step)."""
+def in_time_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The hops with a time, checked to come in time order, each delay from the signup and
+    from the hop before (finding: listed in the flow's order, each delay from another step)."""
+    hops = [h for h in rows if h["at"] is not None]
     assert [h["at"] for h in hops] == sorted(h["at"] for h in hops), hops
     assert hops[0]["since_signup_ms"] == 0 and hops[0]["since_previous_ms"] is None
     for before, hop in itertools.pairwise(hops):
@@ -169,14 +170,21 @@ def test_trace_shows_every_hop_of_a_user_and_a_partner_and_a_dead_letter(
     assert code == 0 and by_email["uuid"] == user
     hops = in_time_order(by_email["hops"])
     # the relay marks its row after the broker's ack: before or after the profile is stored
-    assert [h["step"] for h in hops[:2]] == ["accepted", "profile-insert record"]
-    assert sorted(h["step"] for h in hops[2:]) == ["outbox published", "user profile stored"]
-    assert hops[1]["detail"].startswith("profile-insert[")
+    assert [h["step"] for h in hops[:3]] == ["accepted", "outbox row written",
+                                             "profile-insert record"]
+    assert sorted(h["step"] for h in hops[3:]) == ["outbox published", "user profile stored"]
+    assert hops[2]["detail"].startswith("profile-insert[")
+    assert {(h["kind"], h["version"]) for h in hops[:3]} == {("created", 1)}
+    assert [(h["service"], h["detail"].split(",")[0]) for h in by_email["hops"]
+            if h["step"] == "state"] == [("auth", "account v1"), ("member", "user profile v1"),
+                                         ("batch", "no summary")]
 
     hops = in_time_order(trace(system, partner)[1]["hops"])
     steps = [h["step"] for h in hops if h["step"] != "outbox published"]
-    assert steps == ["accepted", "profile-insert record", "partner profile stored",
-                     "partner-created record", "partner summary stored"], steps
+    assert steps == ["accepted", "outbox row written", "profile-insert record",
+                     "partner profile stored", "partner-created record",
+                     "partner summary stored"], steps
+    assert [h["kind"] for h in hops if h["step"] == "partner-created record"] == ["created"]
 
     stranger = "00000000-0000-4000-8000-00000000f00d"
     produce(system.bootstrap, PROFILE_INSERT, [(stranger.encode(), json.dumps({
@@ -186,8 +194,10 @@ def test_trace_shows_every_hop_of_a_user_and_a_partner_and_a_dead_letter(
                                   for h in trace(system, stranger)[1].get("hops", [])), 30,
                       "the dead letter in the trace")
     hops = trace(system, stranger)[1]["hops"]
-    assert [h["step"] for h in hops] == ["profile-insert record", "dead letter"]
-    assert "role must be one of" in hops[1]["detail"]
+    assert [h["step"] for h in hops] == ["profile-insert record", "dead letter", "state",
+                                         "state"]
+    assert "role must be one of" in hops[1]["detail"] and hops[1]["kind"] == "unreadable"
+    assert [h["detail"] for h in hops[2:]] == ["no profile", "no summary"]
 
     unknown = system.cli("trace", "nobody@example.com")
     assert unknown.returncode == 1 and "unknown signup" in unknown.stderr

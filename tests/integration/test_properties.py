@@ -46,12 +46,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from signupflow.db import create_schema, make_engine
+from signupflow.db import make_engine
 from signupflow.domain.decode import InvalidEvent, decode_partner_created, decode_profile_insert
 from signupflow.domain.per_minute import MinuteKey, window_start
 from signupflow.domain.reuse import Conflict, instant
 from signupflow.domain.styles import MAX_FAVORITE_STYLES, STYLES
 from signupflow.domain.summary import merge_summary
+from signupflow.migrations import upgrade
 from signupflow.models.events import (
     ROLES,
     PartnerCreated,
@@ -120,8 +121,8 @@ def database(
         db = Database(request.param, runner, make_engine(urls["member"]),
                       make_engine(urls["batch"]))
         try:
-            runner.run(create_schema(db.member, "member"))
-            runner.run(create_schema(db.batch, "batch"))
+            runner.run(upgrade(db.member, "member"))
+            runner.run(upgrade(db.batch, "batch"))
             yield db
         finally:
             runner.run(db.member.dispose())

@@ -95,7 +95,8 @@ def test_200_signups_reach_all_three_databases_and_the_table(system: System) -> 
     assert {r.key.decode() for r in created} == partners and len(created) == len(partners)
     for record in inserts:  # no personal data beyond what member needs
         event = orjson.loads(record.value)
-        assert set(event) == {"uuid", "role", "nickname", "favorite_styles", "occurred_at"}
+        assert set(event) == {"uuid", "role", "nickname", "favorite_styles", "occurred_at",
+                              "kind", "version"}
 
 
 def test_html_view_lists_every_partner(system: System) -> None:

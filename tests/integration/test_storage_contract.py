@@ -17,7 +17,7 @@ case per recorder, run per backend), every test here runs once per backend throu
 * :class:`TestMemberStorage`: ``save_profiles`` (inserts, redelivery, conflicting uuid reuse,
   signups per minute counted once, also by concurrent writers), ``prune_minutes``;
 * :class:`TestBatchStorage`: ``save_summaries`` and ``load_summaries``;
-* :class:`TestDb`: ``make_engine``, ``unwritable``, ``create_schema``, ``insert_ignore``,
+* :class:`TestDb`: ``make_engine``, ``unwritable``, ``migrations.upgrade``, ``insert_ignore``,
   ``upsert``;
 * :class:`TestErrorTranslation`: outages and locks raise :class:`Retriable`, values the database
   refuses raise :class:`Rejected`.
@@ -47,24 +47,38 @@ import pytest
 from sqlalchemy import Table, event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from signupflow.db import create_schema, insert_ignore, make_engine, unwritable, upsert
+from signupflow.db import insert_ignore, make_engine, unwritable, upsert
+from signupflow.domain.account import ProfileChange, ProfileUnknown
 from signupflow.domain.life import Step
 from signupflow.domain.per_minute import MinuteKey, window_start
 from signupflow.domain.reuse import instant
 from signupflow.domain.signup import Signup, profile_event, validate_signup
+from signupflow.migrations import upgrade
 from signupflow.models.db import SCHEMAS
 from signupflow.models.events import MemberDeleted, PartnerSummary, ProfileChanged, ProfileInsert
 from signupflow.storage.auth import (
+    ERASED,
     MEMBERS,
     OUTBOX,
+    AccountKey,
     PendingEvent,
+    change_profile,
     count_members,
+    delete_account,
     delete_published,
+    find_account,
     publish_pending,
     register,
 )
 from signupflow.storage.batch import SUMMARIES, deleted_versions, load_summaries, save_summaries
-from signupflow.storage.errors import EmailTaken, Rejected, Retriable, StorageError, translated
+from signupflow.storage.errors import (
+    AccountGone,
+    EmailTaken,
+    Rejected,
+    Retriable,
+    StorageError,
+    translated,
+)
 from signupflow.storage.member import (
     MINUTES,
     PARTNERS,
@@ -172,7 +186,8 @@ def postgres() -> Iterator[Postgres]:
 async def _reset(engine: AsyncEngine, service: str) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(SCHEMAS[service].drop_all)
-    await create_schema(engine, service)
+        await conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    await upgrade(engine, service)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -213,7 +228,7 @@ def outage(
     try:
         for service in SERVICES:
             outage.db.engines[service] = outage.db.engine(service, short_wait=True)
-            outage.db.run(create_schema(outage.db.engines[service], service))
+            outage.db.run(upgrade(outage.db.engines[service], service))
         yield outage
     finally:
         outage.up_again()
@@ -338,6 +353,11 @@ async def aged_outbox(engine: AsyncEngine, published: list[datetime | None]) -> 
     return ids
 
 
+async def set_columns(engine: AsyncEngine, member_uuid: str, **values: Any) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(MEMBERS.update().where(MEMBERS.c.uuid == member_uuid).values(**values))
+
+
 async def outbox_ids(engine: AsyncEngine) -> list[int]:
     return [row["id"] for row in await table_rows(engine, OUTBOX)]
 
@@ -379,7 +399,8 @@ class TestAuthStorage:
             "password_hash": "scrypt$hash-of-ada@example.com", "name": "Ada Lovelace",
             "phone": "+442079460958",
             "birth": date(1990, 5, 17), "gender": "FEMALE", "role": "PARTNER",
-            "created_at": NOW,
+            "created_at": NOW, "nickname": "ada_l", "favorite_styles": "[7,2]", "version": 1,
+            "deleted_at": None,
         }]
         assert len(outbox) == 1
         row = outbox[0]
@@ -389,7 +410,8 @@ class TestAuthStorage:
         }
         assert orjson.loads(row["payload"]) == {
             "uuid": ev.uuid, "role": "PARTNER", "nickname": "ada_l",
-            "favorite_styles": [7, 2], "occurred_at": NOW.isoformat(),
+            "favorite_styles": [7, 2], "occurred_at": NOW.isoformat(), "kind": "created",
+            "version": 1,
         }
         assert database.run(count_members(database.auth)) == 1
 
@@ -464,6 +486,116 @@ class TestAuthStorage:
             database.run(do_register(database.auth, signup("M1@example.com")))
         assert database.run(count_members(database.auth)) == 3
 
+    def test_find_account_by_the_stored_email(self, database: Database) -> None:
+        ev = database.run(do_register(database.auth, signup("ada@example.com")))
+        found = database.run(find_account(database.auth, "ada@example.com"))
+        assert found == AccountKey(ev.uuid, "scrypt$hash-of-ada@example.com")
+        assert "hash" not in repr(found)
+        assert database.run(find_account(database.auth, "bob@example.com")) is None
+
+    def test_change_profile_bumps_the_version_and_stores_the_whole_profile_event(
+        self, database: Database
+    ) -> None:
+        ev = database.run(do_register(database.auth, signup(role="PARTNER", styles=[7, 2])))
+        later = NOW + timedelta(minutes=5)
+        first = database.run(change_profile(database.auth, ev.uuid,
+                                            ProfileChange(nickname="neon"), later, "tp"))
+        second = database.run(change_profile(database.auth, ev.uuid,
+                                             ProfileChange(favorite_styles=[]), later))
+        assert (first.version, first.nickname, first.favorite_styles) == (2, "neon", [7, 2])
+        assert (second.version, second.nickname, second.favorite_styles) == (3, "neon", [])
+        assert first.role == second.role == "PARTNER"
+        members, outbox = database.run(auth_state(database.auth))
+        assert {k: members[0][k] for k in ("nickname", "favorite_styles", "version")} == {
+            "nickname": "neon", "favorite_styles": "[]", "version": 3}
+        assert [(o["key"], o["topic"], o["traceparent"]) for o in outbox] == [
+            (ev.uuid, PROFILE_INSERT, None), (ev.uuid, PROFILE_INSERT, "tp"),
+            (ev.uuid, PROFILE_INSERT, None)]
+        assert [o["payload"] for o in outbox[1:]] == [first.dumps(), second.dumps()]
+        assert orjson.loads(outbox[1]["payload"]) == {
+            "kind": "changed", "uuid": ev.uuid, "version": 2, "role": "PARTNER",
+            "nickname": "neon", "favorite_styles": [7, 2], "occurred_at": later.isoformat()}
+
+    def test_an_account_without_a_stored_profile_takes_only_a_whole_one(
+        self, database: Database
+    ) -> None:
+        """Accounts made before auth kept the profile have None there: a change giving part of
+        it is refused with nothing written; one giving all of it is stored."""
+        ev = database.run(do_register(database.auth, signup()))
+        database.run(set_columns(database.auth, ev.uuid, nickname=None, favorite_styles=None))
+        before = database.run(auth_state(database.auth))
+        with pytest.raises(ProfileUnknown):
+            database.run(change_profile(database.auth, ev.uuid,
+                                        ProfileChange(nickname="neon"), NOW))
+        assert database.run(auth_state(database.auth)) == before
+        changed = database.run(change_profile(database.auth, ev.uuid,
+                                              ProfileChange("neon", [3]), NOW))
+        assert (changed.version, changed.nickname, changed.favorite_styles) == (2, "neon", [3])
+
+    def test_delete_account_erases_everything_personal_with_its_event(
+        self, database: Database
+    ) -> None:
+        ev = database.run(do_register(database.auth, signup(role="PARTNER")))
+        database.run(change_profile(database.auth, ev.uuid, ProfileChange(nickname="x2"), NOW))
+        gone_at = NOW + timedelta(hours=1)
+        deleted = database.run(delete_account(database.auth, ev.uuid, gone_at, "tp"))
+        assert deleted.asdict() == {"kind": "deleted", "uuid": ev.uuid, "version": 3,
+                                    "role": "PARTNER", "occurred_at": gone_at.isoformat()}
+        members, outbox = database.run(auth_state(database.auth))
+        assert members == [{
+            "uuid": ev.uuid, "role": "PARTNER", "version": 3, "created_at": NOW,
+            "deleted_at": gone_at, **dict.fromkeys(ERASED)}]
+        assert set(ERASED) | {"uuid", "role", "version", "created_at", "deleted_at"} == set(
+            MEMBERS.c.keys()), "a column of member is neither erased nor meant to stay"
+        assert outbox[-1]["payload"] == deleted.dumps()
+        assert outbox[-1]["traceparent"] == "tp"
+        assert database.run(find_account(database.auth, "ada@example.com")) is None
+
+    def test_a_deleted_account_is_gone_for_every_write_but_a_new_signup(
+        self, database: Database
+    ) -> None:
+        ev = database.run(do_register(database.auth, signup()))
+        database.run(delete_account(database.auth, ev.uuid, NOW))
+        before = database.run(auth_state(database.auth))
+        with pytest.raises(AccountGone):
+            database.run(delete_account(database.auth, ev.uuid, NOW))
+        with pytest.raises(AccountGone):
+            database.run(change_profile(database.auth, ev.uuid, ProfileChange("neon"), NOW))
+        with pytest.raises(AccountGone):
+            database.run(change_profile(database.auth, new_uuid(), ProfileChange("neon"), NOW))
+        with pytest.raises(EmailTaken):  # a replayed signup of the deleted uuid
+            database.run(do_register(database.auth, signup("other@example.com"), ev.uuid))
+        assert database.run(auth_state(database.auth)) == before
+        again = database.run(do_register(database.auth, signup()))  # the email is free
+        assert again.uuid != ev.uuid
+        assert database.run(find_account(database.auth, "ada@example.com")) == AccountKey(
+            again.uuid, "scrypt$hash-of-ada@example.com")
+
+    def test_concurrent_changes_of_one_member_get_consecutive_versions_in_outbox_order(
+        self, database: Database
+    ) -> None:
+        """Ten changes and a deletion from two auth workers (two engines) at once: every write
+        gets its own version, 2 to 12, and the member's outbox ids grow with its versions (what
+        lets the relay publish in id order)."""
+        ev = database.run(do_register(database.auth, signup()))
+        engines = [database.engine("auth"), database.engine("auth")]
+
+        async def race() -> list[Any]:
+            writes = [change_profile(engines[i % 2], ev.uuid, ProfileChange(f"nick{i}"), NOW)
+                      for i in range(10)]
+            return await asyncio.gather(*writes, delete_account(engines[1], ev.uuid, NOW),
+                                        return_exceptions=True)
+
+        results = database.run(race())
+        done = [r for r in results if not isinstance(r, BaseException)]
+        assert all(isinstance(r, AccountGone) for r in results if r not in done), results
+        assert sorted(r.version for r in done) == list(range(2, len(done) + 2))
+        assert done[-1].kind == "deleted" or len(done) == 11
+        payloads = [orjson.loads(o["payload"])
+                    for o in database.run(table_rows(database.auth, OUTBOX))]
+        assert [p["version"] for p in payloads] == list(range(1, len(done) + 2))
+        assert payloads[-1]["kind"] == "deleted"
+
     def test_publish_pending_oldest_first_up_to_limit(self, database: Database) -> None:
         events = [database.run(do_register(database.auth, signup(f"p{i}@example.com"),
                                            now=NOW + timedelta(seconds=i)))
@@ -528,26 +660,34 @@ class TestAuthStorage:
 
     def test_concurrent_relays_publish_every_row(self, database: Database) -> None:
         """Two relays on two engines drain one outbox together, each publishing slowly so their
-        transactions overlap. PostgreSQL: ``FOR UPDATE SKIP LOCKED`` gives each row to exactly
-        one relay. SQLite has no row locks (and pysqlite runs the SELECT outside the write
-        transaction): both relays typically publish every row (at-least-once; the docstring
-        says each auth worker has its own SQLite file); what holds there is that no row is
-        lost and every row ends up marked."""
+        transactions would overlap. PostgreSQL: the advisory lock lets one relay publish at a
+        time (the other gets None: stand by), so every row is published exactly once, in id
+        order overall. SQLite has no advisory locks (and pysqlite runs the SELECT outside the
+        write transaction): both relays typically publish every row (at-least-once; the
+        docstring says each auth worker has its own SQLite file); what holds there is that no
+        row is lost and every row ends up marked."""
         count = 12
         for i in range(count):
             database.run(do_register(database.auth, signup(f"r{i}@example.com")))
         ids = [row["id"] for row in database.run(table_rows(database.auth, OUTBOX))]
         relays = [Recorder(delay=0.05), Recorder(delay=0.05)]
+        stood_by = [0, 0]
+        arrived: list[int] = []
 
-        async def drain(engine: AsyncEngine, publish: Recorder) -> int:
+        async def drain(engine: AsyncEngine, publish: Recorder, me: int) -> int:
             total = 0
-            while (n := await publish_pending(engine, 2, publish)) > 0:
+            while (n := await publish_pending(engine, 2, publish)) != 0:
+                if n is None:
+                    stood_by[me] += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                arrived.extend(publish.ids[-n:])
                 total += n
             return total
 
         async def both() -> list[int]:
             return list(await asyncio.gather(
-                *(drain(database.engine("auth"), relay) for relay in relays)))
+                *(drain(database.engine("auth"), relay, i) for i, relay in enumerate(relays))))
 
         totals = database.run(both())
         published = relays[0].ids + relays[1].ids
@@ -559,8 +699,8 @@ class TestAuthStorage:
         for relay in relays:
             assert relay.ids == sorted(relay.ids), "each relay publishes oldest first"
         if database.kind == "postgresql":
-            assert sorted(published) == ids, "a row was published by both relays"
-            assert relays[0].ids and relays[1].ids, "the relays did not overlap"
+            assert arrived == ids, "rows published twice, or out of order across the relays"
+            assert sum(stood_by) > 0, "the relays never met: nothing was tested"
         else:
             assert len(published) >= count
 
@@ -958,7 +1098,7 @@ class TestDb:
             outage.up_again()
             assert db.run(unwritable(db.auth)) is None
 
-    def test_create_schema_is_idempotent_and_creates_own_tables_only(
+    def test_upgrade_is_idempotent_and_creates_own_tables_only(
         self, database: Database
     ) -> None:
         ev = database.run(do_register(database.auth, signup()))
@@ -975,9 +1115,9 @@ class TestDb:
 
         for service in SERVICES:
             engine = database.engines[service]
-            database.run(create_schema(engine, service))
-            database.run(create_schema(database.engine(service), service))
-            assert database.run(tables(engine)) == set(SCHEMAS[service].tables)
+            database.run(upgrade(engine, service))
+            database.run(upgrade(database.engine(service), service))
+            assert database.run(tables(engine)) == {*SCHEMAS[service].tables, "alembic_version"}
         assert {s: {t.name: database.run(table_rows(database.engines[s], t))
                     for t in SCHEMAS[s].sorted_tables} for s in SERVICES} == before
         assert all(rows for tables_ in before.values() for rows in tables_.values())

@@ -1,59 +1,40 @@
 """The member and batch agents under Faust's ``test_context``, on temporary SQLite files.
 
-Kafka is not involved here: topics the agents publish to are replaced by recorders. The same
-agents run against a real broker in tests/integration.
+Each test builds its own stage (app, database, tables) from its settings. Kafka is not involved
+here: what the agents publish is recorded instead. The same agents run against a real broker in
+tests/integration.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import os
 import sqlite3
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
 
+from signupflow.app import create_app
 from signupflow.dlq import dead_letter
 from signupflow.domain.per_minute import window_start
-from signupflow.models.events import PartnerCreated, ProfileInsert
-from signupflow.settings import get_settings
-from signupflow.streams.common import Resources
+from signupflow.migrations import upgrade
+from signupflow.models.events import PartnerChanged, PartnerCreated, PartnerDeleted, ProfileInsert
+from signupflow.settings import Settings, get_settings
+from signupflow.storage.member import save_profiles
+from signupflow.streams.batch import BatchStage
+from signupflow.streams.member import MemberStage
+from signupflow.streams.stage import Stage
 from signupflow.tables import signups_per_minute
 from signupflow.topics import PROFILE_INSERT
 
+S = TypeVar("S", bound=Stage[Any, Any])
 NOW = "2026-11-26T10:00:00+00:00"
-
-
-def services_with_tables_in_memory() -> tuple[ModuleType, ModuleType]:
-    """The batch and member services, their tables in memory: these tests look into the
-    memory store's dict (the store on disk has tests of its own: test_table_store.py)."""
-    before = os.environ.get("SIGNUPFLOW_TABLE_STORE")
-    os.environ["SIGNUPFLOW_TABLE_STORE"] = "memory"
-    get_settings.cache_clear()
-    try:
-        loaded = (importlib.import_module("signupflow.streams.batch"),
-                  importlib.import_module("signupflow.streams.member"))
-    finally:
-        if before is None:
-            del os.environ["SIGNUPFLOW_TABLE_STORE"]
-        else:
-            os.environ["SIGNUPFLOW_TABLE_STORE"] = before
-        get_settings.cache_clear()
-    for service in loaded:  # imported before with the default store: these tests cannot run
-        assert service.app.conf.store.scheme == "memory", service.app.conf.store
-    return loaded
-
-
-batch, member = services_with_tables_in_memory()
 
 
 class Recorder:
@@ -66,7 +47,7 @@ class Recorder:
         self.sent.append(kwargs)
         return acknowledged()
 
-    def send_changelog(self, partition: int, key: Any, value: Any, *_: Any
+    def send_changelog(self, partition: int, key: Any, value: Any, *_: Any, **__: Any
                        ) -> asyncio.Future[None]:
         """Stands in for ``table.send_changelog``."""
         self.sent.append({"partition": partition, "key": key, "value": value})
@@ -108,31 +89,61 @@ async def until(predicate: Any, seconds: float = 5.0) -> None:
     raise AssertionError("condition not reached")
 
 
-@pytest.fixture
-def member_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def service_settings(tmp_path: Path, service: str, db: Path) -> Settings:
+    """Settings whose ``service`` database is ``db`` (a SQLite file), and data under tmp_path;
+    tables in memory, which these tests look into (the store on disk has tests of its own:
+    test_table_store.py)."""
+    return replace(get_settings(), data_dir=tmp_path / "data",
+                   database_urls={service: f"sqlite+aiosqlite:///{db}"}, table_store="memory")
+
+
+@asynccontextmanager
+async def stage_of(stage: S) -> AsyncIterator[S]:
+    """``stage`` until the test is done; then its database is closed, and so is the loop its
+    app's consumer thread made (the app is never started, so it never closes that loop)."""
+    try:
+        yield stage
+    finally:
+        await stage.resources.close()
+        consumer: Any = stage.app._consumer
+        if consumer is not None:
+            consumer._thread.thread_loop.close()
+
+
+@asynccontextmanager
+async def member_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                       stage_type: type[MemberStage] = MemberStage
+                       ) -> AsyncIterator[dict[str, Any]]:
+    """A member stage of its own on ``member.db`` under ``tmp_path``; its dead letters,
+    partner-created events (through the app's producer) and changelog records are recorded."""
     db = tmp_path / "member.db"
-    settings = replace(get_settings(), database_urls={"member": f"sqlite+aiosqlite:///{db}"})
-    monkeypatch.setattr(member, "resources", Resources("member", settings))
-    partners, dlq = Recorder(), Recorder()
+    settings = service_settings(tmp_path, "member", db)
+    partners, dlq, changelog = Recorder(), Recorder(), Recorder()
+    await upgrade(settings.database_url("member"), "member")
+    app = create_app("member", settings)
 
     async def producer_send(topic: str, key: bytes, value: bytes, *_: Any) -> Any:
         return await partners.send(topic=topic, key=key, value=value)
 
-    monkeypatch.setattr(member.app.producer, "send", producer_send)
-    monkeypatch.setattr(member.dead_letters.topic, "send", dlq.send)
-    monkeypatch.setattr(member.dead_letters, "_sent", OrderedDict())  # offsets restart at 0
-    changelog = Recorder()
+    monkeypatch.setattr(app.producer, "send", producer_send)
+    async with stage_of(stage_type.build(app, settings, send_letter=dlq.send)) as stage:
+        monkeypatch.setattr(stage.signups.table, "send_changelog", changelog.send_changelog)
+        yield {"db": db, "stage": stage, "partners": partners, "dlq": dlq,
+               "changelog": changelog}
 
-    monkeypatch.setattr(member.signups.table, "send_changelog", changelog.send_changelog)
-    monkeypatch.setattr(member.signups.table.data, "data", {})
-    return {"db": db, "partners": partners, "dlq": dlq, "changelog": changelog}
+
+@pytest.fixture
+async def member_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                     ) -> AsyncIterator[dict[str, Any]]:
+    async with member_stage(tmp_path, monkeypatch) as env:
+        yield env
 
 
 @pytest.fixture
 async def member_agent(member_env: dict[str, Any]) -> AsyncIterator[Any]:
-    async with member.write_profiles.test_context() as agent:
+    stage: MemberStage = member_env["stage"]
+    async with stage.agent.test_context() as agent:
         yield agent
-    await member.resources.close()
 
 
 async def test_member_writes_profiles_styles_and_publishes_partners(
@@ -185,24 +196,27 @@ async def test_member_dead_letters_bad_events_and_keeps_going(
 
 
 @pytest.fixture
-def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+async def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                    ) -> AsyncIterator[dict[str, Any]]:
+    """A batch stage of its own on ``batch.db`` under ``tmp_path``; its dead letters and
+    changelog records are recorded."""
     db = tmp_path / "batch.db"
-    settings = replace(get_settings(), database_urls={"batch": f"sqlite+aiosqlite:///{db}"})
-    monkeypatch.setattr(batch, "resources", Resources("batch", settings))
+    settings = service_settings(tmp_path, "batch", db)
+    await upgrade(settings.database_url("batch"), "batch")
     dlq, changelog = Recorder(), Recorder()
-    monkeypatch.setattr(batch.dead_letters.topic, "send", dlq.send)
-    monkeypatch.setattr(batch.dead_letters, "_sent", OrderedDict())  # offsets restart at 0
-
-    monkeypatch.setattr(batch.partner_summary, "send_changelog", changelog.send_changelog)
-    return {"db": db, "dlq": dlq, "changelog": changelog}
+    stage = BatchStage.build(create_app("batch", settings), settings, send_letter=dlq.send)
+    async with stage_of(stage):
+        monkeypatch.setattr(stage.partner_summary, "send_changelog", changelog.send_changelog)
+        yield {"db": db, "stage": stage, "dlq": dlq, "changelog": changelog}
 
 
 async def test_batch_keeps_one_summary_per_partner_in_table_and_db(
     batch_env: dict[str, Any]
 ) -> None:
+    batch: BatchStage = batch_env["stage"]
     partner = PartnerCreated(partner_id=str(uuid.uuid4()), nickname="amber_owl",
                              style_count=2, occurred_at=NOW)
-    async with batch.summarize_partners.test_context() as agent:
+    async with batch.agent.test_context() as agent:
         for _ in range(2):  # the second is a redelivery
             await agent.put(partner.dumps(), key=partner.partner_id.encode())
         await agent.put(b'{"partner_id": 1}', key=b"x")
@@ -220,6 +234,39 @@ async def test_batch_keeps_one_summary_per_partner_in_table_and_db(
     assert changelog[0]["partition"] == 0  # the partition of the event (test_context uses 0)
     assert "partner_id must be a UUID string" in dict(
         batch_env["dlq"].sent[0]["headers"])["dlq.error"].decode()
+
+
+async def test_batch_follows_a_partners_life_and_nothing_older_brings_it_back(
+    batch_env: dict[str, Any]
+) -> None:
+    """Changed then deleted: the entry follows, then goes (a tombstone on the changelog, the
+    batch.db row removed, its version kept); the created event again after that is stale."""
+    batch: BatchStage = batch_env["stage"]
+    pid = str(uuid.uuid4())
+    life = [PartnerCreated(partner_id=pid, nickname="amber_owl", style_count=2, occurred_at=NOW),
+            PartnerChanged(kind="changed", partner_id=pid, version=2, nickname="olive_owl",
+                           style_count=4, occurred_at=NOW),
+            PartnerDeleted(kind="deleted", partner_id=pid, version=3, occurred_at=NOW)]
+    db = batch_env["db"]
+    async with batch.agent.test_context() as agent:
+        for event in life[:2]:
+            await agent.put(event.dumps(), key=pid.encode())
+        await until(lambda: rows(db, "SELECT nickname, version FROM partner_summary") == [
+            ("olive_owl", 2)])
+        await until(lambda: pid in batch.partner_summary.data
+                    and batch.partner_summary.data[pid].version == 2)
+        assert batch.partner_summary.data[pid].style_count == 4
+        for event in (life[2], life[0], life[1]):  # deleted, then an older prefix again
+            await agent.put(event.dumps(), key=pid.encode())
+        await until(lambda: rows(db, "SELECT partner_id, version FROM partner_tombstone") == [
+            (pid, 3)])
+        await asyncio.sleep(0.2)
+    await batch.resources.close()
+    assert rows(db, "SELECT * FROM partner_summary") == []
+    assert pid not in batch.partner_summary.data
+    assert [(c["key"], c["value"] is None) for c in batch_env["changelog"].sent][-1] == (
+        pid, True)
+    assert batch_env["dlq"].sent == []
 
 
 def letters_of(recorder: Recorder) -> list[tuple[bytes, str]]:
@@ -251,7 +298,7 @@ async def test_member_refuses_a_uuid_reused_with_other_content(
 
 
 async def test_member_isolates_an_event_the_database_fails_on_and_goes_on(
-    member_agent: Any, member_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Finding: one event the database could not bind retried its batch forever, stalled every
     partition, and re-sent the batch's dead letters on every retry."""
@@ -259,23 +306,27 @@ async def test_member_isolates_an_event_the_database_fails_on_and_goes_on(
 
     monkeypatch.setattr(retry, "FIRST_DELAY", 0.0)
     poison = profile("USER")
-    real_save = member.save_profiles
 
-    async def save(engine: Any, profiles: Any, *rest: Any) -> Any:
-        if any(p.uuid == poison.uuid for p in profiles):
-            raise OverflowError("date value out of range")
-        return await real_save(engine, profiles, *rest)
+    class Poisoned(MemberStage):
+        """A member stage whose database cannot take ``poison``."""
 
-    monkeypatch.setattr(member, "save_profiles", save)
+        async def save(self, engine: Any, profiles: Sequence[ProfileInsert], *rest: Any
+                       ) -> dict[int, str]:
+            if any(p.uuid == poison.uuid for p in profiles):
+                raise OverflowError("date value out of range")
+            return await super().save(engine, profiles, *rest)
+
     good = [profile("PARTNER", [1]) for _ in range(20)]
-    await member_agent.put(b"{not json", key=b"k0")
-    for event in [*good[:10], poison, *good[10:]]:
-        await member_agent.put(event.dumps(), key=event.uuid.encode())
-    db = member_env["db"]
-    await until(lambda: len(rows(db, "SELECT * FROM partner_profile")) == 20)
-    await until(lambda: len(member_env["partners"].sent) == 20)
-    await asyncio.sleep(0.3)
-    letters = letters_of(member_env["dlq"])
+    async with member_stage(tmp_path, monkeypatch, Poisoned) as env, \
+            env["stage"].agent.test_context() as agent:
+        await agent.put(b"{not json", key=b"k0")
+        for event in [*good[:10], poison, *good[10:]]:
+            await agent.put(event.dumps(), key=event.uuid.encode())
+        db = env["db"]
+        await until(lambda: len(rows(db, "SELECT * FROM partner_profile")) == 20)
+        await until(lambda: len(env["partners"].sent) == 20)
+        await asyncio.sleep(0.3)
+    letters = letters_of(env["dlq"])
     assert [key for key, _ in letters] == [b"k0", poison.uuid.encode()]  # each exactly once
     assert "OverflowError: date value out of range" in letters[1][1]
     assert rows(db, "SELECT * FROM user_profile") == []
@@ -284,7 +335,8 @@ async def test_member_isolates_an_event_the_database_fails_on_and_goes_on(
 async def test_dead_letters_are_sent_once_however_often_a_batch_is_retried(
     member_env: dict[str, Any]
 ) -> None:
-    async with member.write_profiles.test_context() as agent:
+    member: MemberStage = member_env["stage"]
+    async with member.agent.test_context() as agent:
         await agent.put(b"{not json", key=b"k1")
         await until(lambda: len(member_env["dlq"].sent) == 1)
         # the same source position again, as a retried batch would send it
@@ -297,10 +349,11 @@ async def test_dead_letters_are_sent_once_however_often_a_batch_is_retried(
 async def test_batch_refuses_a_partner_created_that_contradicts_the_summary(
     batch_env: dict[str, Any]
 ) -> None:
+    batch: BatchStage = batch_env["stage"]
     partner = PartnerCreated(partner_id=str(uuid.uuid4()), nickname="amber_owl",
                              style_count=2, occurred_at=NOW)
     other = PartnerCreated(**{**partner.asdict(), "nickname": "another"})
-    async with batch.summarize_partners.test_context() as agent:
+    async with batch.agent.test_context() as agent:
         for event in (partner, other, partner):
             await agent.put(event.dumps(), key=partner.partner_id.encode())
         await until(lambda: len(batch_env["dlq"].sent) == 1)
@@ -316,6 +369,7 @@ async def test_batch_acknowledges_an_event_only_after_its_changelog_record_is_ac
 ) -> None:
     """Finding: a table entry was lost for good when a kill -9 came after the event's offset was
     committed but before its changelog record had left Faust's producer buffer."""
+    batch: BatchStage = batch_env["stage"]
     broker_acks: list[asyncio.Future[None]] = []
 
     def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
@@ -325,7 +379,7 @@ async def test_batch_acknowledges_an_event_only_after_its_changelog_record_is_ac
     monkeypatch.setattr(batch.partner_summary, "send_changelog", send_changelog)
     partner = PartnerCreated(partner_id=str(uuid.uuid4()), nickname="amber_owl",
                              style_count=2, occurred_at=NOW)
-    async with batch.summarize_partners.test_context() as agent:
+    async with batch.agent.test_context() as agent:
         event = await agent.put(partner.dumps(), key=partner.partner_id.encode(), wait=False)
         await until(lambda: len(broker_acks) == 1)
         await asyncio.sleep(0.2)
@@ -347,6 +401,7 @@ def minute_now() -> tuple[str, tuple[float, float]]:
 async def test_member_counts_signups_per_minute_once_in_the_events_partition(
     member_agent: Any, member_env: dict[str, Any]
 ) -> None:
+    member: MemberStage = member_env["stage"]
     at, window = minute_now()
     users = [ProfileInsert(**{**profile("USER").asdict(), "occurred_at": at}) for _ in range(2)]
     partner = ProfileInsert(**{**profile("PARTNER").asdict(), "occurred_at": at})
@@ -370,9 +425,10 @@ async def test_member_rewrites_a_count_lost_after_the_commit_when_its_event_come
 ) -> None:
     """As after a kill -9 between member.db's commit and the changelog's acknowledgement:
     the profile is stored and counted, the table has nothing, the event is redelivered."""
+    member: MemberStage = member_env["stage"]
     at, window = minute_now()
     event = ProfileInsert(**{**profile("PARTNER").asdict(), "occurred_at": at})
-    await member.save_profiles(await member.resources.engine(), [event], [0])
+    await save_profiles(await member.resources.engine(), [event], [0])
     assert dict(member.signups.table.data) == {}
     await member_agent.put(event.dumps(), key=event.uuid.encode())
     await until(lambda: member.signups.table.data.get((("PARTNER", 0), window)) == 1)
@@ -383,6 +439,7 @@ async def test_member_rewrites_a_count_lost_after_the_commit_when_its_event_come
 async def test_member_leaves_minutes_past_their_expiry_out_of_the_table(
     member_agent: Any, member_env: dict[str, Any]
 ) -> None:
+    member: MemberStage = member_env["stage"]
     old = profile("USER")  # occurred_at NOW, days ago
     await member_agent.put(old.dumps(), key=old.uuid.encode())
     await until(lambda: len(rows(member_env["db"], "SELECT * FROM user_profile")) == 1)
@@ -394,6 +451,7 @@ async def test_member_leaves_minutes_past_their_expiry_out_of_the_table(
 async def test_member_acknowledges_an_event_only_after_its_minute_is_in_the_changelog(
     member_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    member: MemberStage = member_env["stage"]
     broker_acks: list[asyncio.Future[None]] = []
 
     def send_changelog(partition: int, key: Any, value: Any, *_: Any) -> Any:
@@ -403,7 +461,7 @@ async def test_member_acknowledges_an_event_only_after_its_minute_is_in_the_chan
     monkeypatch.setattr(member.signups.table, "send_changelog", send_changelog)
     at, window = minute_now()
     user = ProfileInsert(**{**profile("USER").asdict(), "occurred_at": at})
-    async with member.write_profiles.test_context() as agent:
+    async with member.agent.test_context() as agent:
         event = await agent.put(user.dumps(), key=user.uuid.encode(), wait=False)
         await until(lambda: len(broker_acks) == 1)
         await asyncio.sleep(0.2)
@@ -416,6 +474,7 @@ async def test_member_acknowledges_an_event_only_after_its_minute_is_in_the_chan
 
 
 def test_expired_minutes_are_pruned_from_memory(member_env: dict[str, Any]) -> None:
+    member: MemberStage = member_env["stage"]
     now = datetime.now(UTC).timestamp()
     data = member.signups.table.data
     fresh, stale = window_start(now - 86_000), window_start(now - 86_400 - 60)

@@ -105,7 +105,8 @@ def workers(c: Compose) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def signupflow_processes(c: Compose) -> dict[str, dict[str, Any]]:
-    """Every service that runs signupflow (the workers and the topics job)."""
+    """Every service that runs signupflow (the workers and the secrets, topics and migrate
+    jobs)."""
     return {name: svc for name, svc in services(c).items() if "build" in svc}
 
 
@@ -188,8 +189,8 @@ def settings_fit_the_cluster(c: Compose) -> list[str]:
                     in re.findall(r"://([^,]+)", env_of(svc).get("KAFKA_ADVERTISED_LISTENERS", "")))
     problems = []
     for name, svc in signupflow_processes(c).items():
-        if svc.get("command", [None])[0] == "secrets":
-            continue  # it makes the secrets; it talks to nobody
+        if not talks_to_kafka(c, name):
+            continue
         s = load_settings(settings_env(svc))
         if sorted(s.bootstrap_servers.split(",")) != wanted:
             problems.append(f"{name}: brokers {s.bootstrap_servers}, not {wanted}")
@@ -393,6 +394,41 @@ def start_order_holds(c: Compose) -> list[str]:
     return problems
 
 
+MIGRATE = "signupflow db upgrade"
+
+
+def databases_are_migrated_first(c: Compose) -> list[str]:
+    """One job runs `signupflow db upgrade` once PostgreSQL is healthy, on the very databases
+    the workers use (as their owners), with nothing else: no Kafka settings, no secrets; every
+    worker waits for it to complete (a worker refuses a database not upgraded)."""
+    jobs = [n for n in services(c) if job(c, n) == MIGRATE]
+    if len(jobs) != 1:
+        return [f"{len(jobs)} `{MIGRATE}` jobs, not 1"]
+    name, svc = jobs[0], services(c)[jobs[0]]
+    env = env_of(svc)
+    problems = []
+    if not any(svc.get("depends_on", {}).get(p) == {"condition": "service_healthy"}
+               for p in by_image(c, "postgres")):
+        problems.append(f"{name} does not wait for PostgreSQL to be healthy")
+    for worker, (service, wsvc) in workers(c).items():
+        key = f"{PREFIX}{service.upper()}_DATABASE_URL"
+        if env.get(key) != env_of(wsvc).get(key):
+            problems.append(f"{name}: {key} is not {worker}'s")
+        if wsvc.get("depends_on", {}).get(name) != {
+                "condition": "service_completed_successfully"}:
+            problems.append(f"{worker} does not wait for {name} to complete")
+    problems += [f"{name}: {k} (it talks to PostgreSQL only)" for k in sorted(env)
+                 if k.startswith(f"{PREFIX}KAFKA_")]
+    if svc.get("volumes"):
+        problems.append(f"{name}: mounts {svc['volumes']}, needs no secret")
+    return problems
+
+
+def talks_to_kafka(c: Compose, name: str) -> bool:
+    """Whether a signupflow service connects to Kafka (not the secrets and migrate jobs)."""
+    return not job(c, name).startswith(("signupflow secrets ", MIGRATE))
+
+
 def job(c: Compose, name: str) -> str:
     """What a signupflow service runs, as one command line (``signupflow ...``)."""
     svc = services(c)[name]
@@ -446,6 +482,8 @@ def everything_is_secured(c: Compose) -> list[str]:
             if svc.get("volumes") != [f"{SECRETS_HOST}:/out"]:
                 problems.append(f"{name}: writes to {svc.get('volumes')}, not {SECRETS_HOST}")
             continue
+        if not talks_to_kafka(c, name):  # migrate: checked by databases_are_migrated_first
+            continue
         literal = sorted(k for k in env if k.endswith(("_PASSWORD", "_TOKEN")))
         problems += [f"{name}: {k} holds a secret in the file itself" for k in literal]
         if env.get(f"{PREFIX}KAFKA_SECURITY_PROTOCOL") != "SASL_SSL":
@@ -473,7 +511,7 @@ CHECKS: list[Check] = [
     every_variable_is_a_setting, settings_fit_the_cluster, databases_are_created,
     postgres_is_checked, kafka_is_a_cluster, workers_check_readiness,
     ports_are_local_and_unique, images_are_official_and_pinned, two_workers_per_service,
-    start_order_holds, everything_is_secured,
+    start_order_holds, everything_is_secured, databases_are_migrated_first,
 ]
 
 
@@ -629,6 +667,16 @@ BREAKAGES: list[tuple[Check, str, Callable[[Compose], None]]] = [
      _volumes("member-2", ["./var/compose-secrets:/run/secrets/signupflow:ro"])),
     (everything_is_secured, "no web token", _drop("batch-1", "environment",
                                                   "SIGNUPFLOW_WEB_TOKEN_FILE")),
+    (databases_are_migrated_first, "no migrate job", _remove("migrate")),
+    (databases_are_migrated_first, "another database migrated",
+     _set("migrate", "SIGNUPFLOW_MEMBER_DATABASE_URL", f"{PG}member:member@postgres/other")),
+    (databases_are_migrated_first, "a worker not waiting for it",
+     _depends("member-2", {"topics": {"condition": "service_completed_successfully"},
+                           "postgres": {"condition": "service_healthy"}})),
+    (databases_are_migrated_first, "started before PostgreSQL is healthy",
+     _depends("migrate", {})),
+    (databases_are_migrated_first, "Kafka settings",
+     _set("migrate", "SIGNUPFLOW_KAFKA_BROKER", "kafka://kafka-1:9092")),
 ]
 
 

@@ -32,12 +32,37 @@ def test_a_restarted_worker_counts_from_zero_again_and_is_no_negative_rate() -> 
 
 
 def test_stage_figures_read_the_stage_s_own_counter() -> None:
+    """Processed: every event the stage finished but its dead letters; changes and deletions:
+    those it applied (a stale one changed nothing); another stage's samples are not its own."""
     text = """# TYPE signupflow_events_total counter
-signupflow_events_total{outcome="processed",service="member"} 12.0
-signupflow_events_total{outcome="dead_lettered",service="member"} 1.0
+signupflow_events_total{kind="created",outcome="applied",service="member"} 12.0
+signupflow_events_total{kind="created",outcome="stale",service="member"} 2.0
+signupflow_events_total{kind="changed",outcome="applied",service="member"} 5.0
+signupflow_events_total{kind="changed",outcome="stale",service="member"} 1.0
+signupflow_events_total{kind="changed",outcome="skipped",service="member"} 1.0
+signupflow_events_total{kind="deleted",outcome="applied",service="member"} 3.0
+signupflow_events_total{kind="unknown",outcome="dead_lettered",service="member"} 1.0
+signupflow_events_total{kind="deleted",outcome="applied",service="batch"} 9.0
 # TYPE signupflow_consumer_lag gauge
 signupflow_consumer_lag{partition="0",topic="profile-insert"} 3.0
 signupflow_consumer_lag{partition="1",topic="profile-insert"} 4.0
 """
-    assert stage_figures("member", text) == {"processed": 12.0, "dead_lettered": 0.0,
-                                             "lag": 7.0, "outbox_pending": 0.0}
+    assert stage_figures("member", text) == {
+        "processed": 12.0 + 2 + 5 + 1 + 1 + 3, "changed": 5.0, "deleted": 3.0,
+        "dead_lettered": 0.0, "lag": 7.0, "outbox_pending": 0.0}
+    assert stage_figures("batch", text)["deleted"] == 9.0
+
+
+def test_auth_s_figures_are_its_signups_and_its_account_changes() -> None:
+    text = """# TYPE signupflow_signups_total counter
+signupflow_signups_total{outcome="created"} 40.0
+signupflow_signups_total{outcome="duplicate"} 1.0
+# TYPE signupflow_account_changes_total counter
+signupflow_account_changes_total{kind="changed"} 7.0
+signupflow_account_changes_total{kind="deleted"} 2.0
+# TYPE signupflow_outbox_pending gauge
+signupflow_outbox_pending 4.0
+"""
+    assert stage_figures("auth", text) == {
+        "processed": 40.0, "changed": 7.0, "deleted": 2.0, "dead_lettered": 0.0, "lag": 0.0,
+        "outbox_pending": 4.0}

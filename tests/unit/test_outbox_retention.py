@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signupflow.metrics import REGISTRY
+from signupflow.migrations import upgrade
 from signupflow.settings import get_settings
 from signupflow.storage.auth import OUTBOX, delete_published
 from signupflow.storage.errors import Retriable
@@ -63,6 +64,7 @@ async def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     since long before it; batches of BATCH rows."""
     settings = replace(get_settings(), outbox_retention=7 * 86400.0,
                        database_urls={"auth": f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}"})
+    await upgrade(settings.database_url("auth"), "auth")
     resources = Resources("auth", settings)
     monkeypatch.setattr(auth, "resources", resources)
     monkeypatch.setattr(auth, "settings", settings)

@@ -217,6 +217,44 @@ async def test_the_admission_middleware_answers_before_the_view_runs() -> None:
     assert reached == ["/signup", "/signup", "/health"]
 
 
+async def test_account_changes_and_deletions_are_shed_as_signups_are() -> None:
+    """auth's second admission middleware guards what :func:`costs_a_hash` says: a full queue
+    refuses PATCH and DELETE /accounts/{uuid} (503), and nothing else of the accounts."""
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from signupflow.domain.account import costs_a_hash
+    from signupflow.shedding import admission
+
+    gate = HashGate(concurrency=1, budget=1, seconds_per_hash=1)
+    refused: list[str] = []
+
+    async def view(_request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    app = web.Application(middlewares=[admission(
+        lambda request: costs_a_hash(request.method, request.path), RateLimiter(0, 1), gate,
+        PROXY, refused.append)])
+    for method in ("GET", "PATCH", "DELETE", "POST"):
+        app.router.add_route(method, "/accounts/{uuid}", view)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    assert gate.admit()  # the queue is full
+    try:
+        async with aiohttp.ClientSession() as session:
+            statuses = {}
+            for method in ("PATCH", "DELETE", "GET", "POST"):
+                async with session.request(method, server.make_url("/accounts/x")) as resp:
+                    statuses[method] = resp.status
+    finally:
+        await server.close()
+        gate.close()
+    assert statuses == {"PATCH": 503, "DELETE": 503, "GET": 200, "POST": 200}
+    assert refused == ["shed", "shed"]
+    assert not costs_a_hash("PATCH", "/accountsx") and not costs_a_hash("PATCH", "/signup")
+
+
 async def test_a_refused_connection_is_not_read_for_a_moment(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The refusal goes out at once; the same client's next request on that connection waits

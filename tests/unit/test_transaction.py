@@ -19,8 +19,9 @@ import pytest
 from sqlalchemy import Connection, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from signupflow.db import create_schema, make_engine, transaction
+from signupflow.db import make_engine, transaction
 from signupflow.domain.per_minute import window_start
+from signupflow.migrations import upgrade
 from signupflow.models.events import PartnerSummary, ProfileInsert
 from signupflow.settings import get_settings
 from signupflow.storage.batch import SUMMARIES, save_summaries
@@ -73,7 +74,7 @@ async def count(engine: AsyncEngine, table: Any) -> int:
 @pytest.fixture
 async def member(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'member.db'}")
-    await create_schema(engine, "member")
+    await upgrade(engine, "member")
     yield engine
     await engine.dispose()
 
@@ -100,7 +101,7 @@ async def test_a_batch_of_summaries_is_one_hop_to_a_thread(
 ) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'batch.db'}")
     try:
-        await create_schema(engine, "batch")
+        await upgrade(engine, "batch")
         summaries = [PartnerSummary(partner_id=str(uuid.uuid4()), nickname=f"n{i}",
                                     style_count=i, joined_at=NOW, summarized_at=NOW)
                      for i in range(50)]
@@ -134,9 +135,9 @@ async def test_the_twin_gets_the_engines_connect_listeners_in_order(
 
 
 async def test_resources_close_disposes_the_twin(tmp_path: Path) -> None:
-    settings = replace(get_settings(),
-                       database_urls={"member": f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"})
-    resources = Resources("member", settings)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    await upgrade(url, "member")
+    resources = Resources("member", replace(get_settings(), database_urls={"member": url}))
     engine = await resources.engine()
     twins: list[sqlite3.Connection] = []
 
@@ -163,7 +164,7 @@ async def test_other_sqlite_databases_stay_on_the_loop(
     """In memory (each connection its own database) or a URI: no twin, ``run_sync``."""
     engine = make(tmp_path / "uri.db")
     try:
-        await create_schema(engine, "member")
+        await upgrade(engine, "member")
         with counting(monkeypatch) as hops:
             assert await save_profiles(engine, profiles(5)) == {}
         assert hops.executor == 0 and hops.wakeups > 1

@@ -25,7 +25,7 @@ async def ok(_request: web.Request) -> web.Response:
 async def serve(token: Secret | None) -> TestServer:
     app = web.Application(middlewares=[middleware(token)])
     for path in ("/health", "/ready", "/signup", "/console", "/metrics", "/partners/",
-                 "/console/data"):
+                 "/console/data", "/accounts/{uuid}", "/accountsx"):
         app.router.add_get(path, ok)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -45,7 +45,7 @@ async def status(server: TestServer, path: str, headers: dict[str, str] | None =
         return resp.status
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/partners/", "/console/data"])
+@pytest.mark.parametrize("path", ["/metrics", "/partners/", "/console/data", "/accountsx"])
 async def test_a_view_needs_the_token(protected: TestServer, path: str) -> None:
     assert await status(protected, path) == 401
     assert await status(protected, path, {"Authorization": "Bearer wrong"}) == 401
@@ -54,7 +54,8 @@ async def test_a_view_needs_the_token(protected: TestServer, path: str) -> None:
     assert await status(protected, path, {"Authorization": "bearer  the-token "}) == 200
 
 
-@pytest.mark.parametrize("path", ["/health", "/ready", "/signup", "/console"])
+@pytest.mark.parametrize("path", ["/health", "/ready", "/signup", "/console",
+                                  "/accounts/3f2b8c1e-9a4d-4b6e-8f1a-2c3d4e5f6a7b"])
 async def test_probes_the_signup_api_and_the_console_page_stay_open(
         protected: TestServer, path: str) -> None:
     assert await status(protected, path) == 200

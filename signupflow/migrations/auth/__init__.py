@@ -1,0 +1,1 @@
+"""Alembic script directory of auth.db (its revisions are in versions/)."""

@@ -1,0 +1,1 @@
+"""Alembic script directory of batch.db (its revisions are in versions/)."""

@@ -1,0 +1,1 @@
+"""Alembic script directory of member.db (its revisions are in versions/)."""
