@@ -136,11 +136,12 @@ class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
         fetcher.seek_to = counted_seek_to
 
     async def _fetch_records(
-        self, consumer: Any, active_partitions: set[TP],
+        self, consumer: Any, active_partitions: set[TP] | None,
         timeout: float | None = None,  # noqa: ASYNC109 - Faust's signature
         max_records: int | None = None,
     ) -> RecordMap:
-        active = cast("set[TP]", ActivePartitions(active_partitions))
+        active = cast("set[TP]", active_partitions if active_partitions is None  # client-only
+                      else ActivePartitions(active_partitions))
         records = await super()._fetch_records(consumer, active, timeout=timeout,
                                                max_records=max_records)
         fetched = Fetched(records)
