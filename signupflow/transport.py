@@ -23,6 +23,9 @@ Faust's consumer line up for that (upstream: faust-streaming #606, #596; PR #707
 
 With (1) alone a dropped message would stall the partition's commits instead of being lost;
 (2) keeps it from being dropped. docs/decisions/rebalance-offsets.md has the details.
+
+Also, aiokafka is never asked for the records of "every partition" when Faust's set of active
+partitions empties during a fetch (:class:`ActivePartitions`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from faust.transport.consumer import RecordMap, ensure_TP
 from faust.transport.drivers import aiokafka
@@ -69,6 +73,37 @@ class Fetched(dict[TP, list[Any]]):
     positions: Mapping[TP, int]
 
 
+class ActivePartitions(AbstractSet[TP]):
+    """Faust's set of active partitions, live, as aiokafka is asked for their records: when
+    it is empty, no partition is active.
+
+    aiokafka's ``fetched_records`` takes an empty (falsy) set for *every* assigned partition.
+    Faust hands it its own set, which a pause can empty while aiokafka waits for records: at
+    the end of table recovery the changelog partitions are paused, the source partitions still
+    are. aiokafka then returned records of the paused source partitions from their committed
+    offsets, moving its positions past them, and Faust dropped them (not active). Resumed, a
+    partition was read on from there, ahead of its committed offset, until the seek to that
+    offset read it again: later events were handed on before earlier ones (the restarted
+    member's changes skipped as of members never stored, test_life.py). This view is always
+    true, so aiokafka tests each partition against the set as it is when records come.
+    """
+
+    def __init__(self, live: AbstractSet[TP]) -> None:
+        self.live = live
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self.live
+
+    def __iter__(self) -> Iterator[TP]:
+        return iter(list(self.live))
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+
 class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread (where aiokafka runs), which counts each partition's position
     changes where they happen and stamps each fetch with those counts.
@@ -101,11 +136,13 @@ class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
         fetcher.seek_to = counted_seek_to
 
     async def _fetch_records(
-        self, consumer: Any, active_partitions: set[TP],
+        self, consumer: Any, active_partitions: set[TP] | None,
         timeout: float | None = None,  # noqa: ASYNC109 - Faust's signature
         max_records: int | None = None,
     ) -> RecordMap:
-        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
+        active = cast("set[TP]", active_partitions if active_partitions is None  # client-only
+                      else ActivePartitions(active_partitions))
+        records = await super()._fetch_records(consumer, active, timeout=timeout,
                                                max_records=max_records)
         fetched = Fetched(records)
         fetched.positions = {tp: self.consumer.moves(tp) for tp in fetched}
