@@ -286,6 +286,16 @@ class System:
                         f"signups per minute {self.stored_by_role()} from {workers} member "
                         "worker(s)")
 
+    def ready(self, *names: str) -> bool:
+        """Whether ``/ready`` of each worker ``name`` (default: the three services) says 200."""
+        for name in names or SERVICES:
+            try:
+                with urllib.request.urlopen(self.url(name) + "/ready", timeout=10):
+                    pass
+            except OSError:  # HTTPError (503) included
+                return False
+        return True
+
     def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

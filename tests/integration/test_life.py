@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -147,6 +148,8 @@ def test_every_store_ends_at_every_members_last_event_through_kills(
             tmp_system.kill(service)
             time.sleep(1)
             tmp_system.start(service)
+            tmp_system.wait_until(partial(tmp_system.ready, service), 120,
+                                  f"{service} ready again")
         tmp_system.stop_broker(kill=True)
         time.sleep(2)
         tmp_system.start_broker()

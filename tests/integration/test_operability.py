@@ -39,10 +39,7 @@ def get(url: str) -> tuple[int, Any]:
 
 
 def ready(system: System, *names: str) -> bool:
-    try:
-        return all(get(system.url(n) + "/ready")[0] == 200 for n in names or SERVICES)
-    except OSError:
-        return False
+    return system.ready(*names)
 
 
 def log_from(path: Path, offset: int) -> list[str]:
