@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from signupflow.domain.fake import fake_signups
 from signupflow.domain.signup import profile_event, validate_signup
 from signupflow.domain.summary import partner_created
+from signupflow.migrations import upgrade
 from signupflow.settings import TABLE_STORES, TableStore
 from signupflow.supervisor import start_worker, stop_process, wait_http
 
@@ -114,6 +115,7 @@ async def restart(env: Env, store: TableStore, entries: int, probe: str) -> dict
                   "SIGNUPFLOW_BATCH_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
     log = env.log(f"batch-{store}")
     url = env.url("batch")
+    await upgrade(worker_env["SIGNUPFLOW_BATCH_DATABASE_URL"], "batch")  # its own database
 
     proc = await asyncio.to_thread(start_worker, "batch", log, worker_env, "warn")
     try:
