@@ -61,7 +61,7 @@ async def engines(server: Postgres, count: int) -> AsyncIterator[list[AsyncEngin
     made = [make_engine(server.url("auth")) for _ in range(count)]
     try:
         async with made[0].begin() as conn:
-            await conn.execute(text("DROP TABLE IF EXISTS member, outbox"))
+            await conn.execute(text("DROP TABLE IF EXISTS member, outbox, alembic_version"))
         await upgrade(made[0], "auth")
         yield made
     finally:
