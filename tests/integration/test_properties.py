@@ -422,7 +422,7 @@ class EventSpec:
         found += [Case(self.id_field, self.baseline, body="raw", raw=raw) for raw in RAW_EDGES]
         found += [Case(self.id_field, {**self.baseline, "nickname": nickname}, encoding=encoding)
                   for encoding in ENCODINGS for nickname in ("\U0001f600e\u0301", "ab\ud800")]
-        found.append(Case(self.id_field, self.baseline, extra={"version": 2, "": None,
+        found.append(Case(self.id_field, self.baseline, extra={"revision": 2, "": None,
                                                                   "nested": {"a": [1, "\x00"]}}))
         return found
 
