@@ -75,7 +75,8 @@ class Contract:
     @classmethod
     def load(cls, topic: str, asyncapi: dict[str, Any]) -> Contract:
         [file] = sorted((ROOT / "schemas" / topic).glob("v*.json"))[-1:]
-        [ref] = [m["$ref"] for m in asyncapi["channels"][topic]["messages"].values()]
+        # one message per kind of the topic: they share the key and the headers
+        ref = next(iter(asyncapi["channels"][topic]["messages"].values()))["$ref"]
         message = asyncapi["components"]["messages"][ref.split("/")[-1]]
         binding = message["bindings"]["kafka"]
         key = binding["key"]
