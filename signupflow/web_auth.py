@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -50,11 +52,24 @@ def authorization(token: Secret | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.reveal()}"} if token else {}
 
 
-def get_json(url: str, token: Secret | None, timeout: float = 30) -> Any:
-    """``GET url`` of a view, with the token; its JSON answer (raises OSError)."""
+def get_json(url: str, token: Secret | None, timeout: float = 30,
+             unavailable_for: float = 20) -> Any:
+    """``GET url`` of a view, with the token; its JSON answer (raises OSError).
+
+    A view answers 503 while its table recovers or a rebalance moves its partitions (seconds,
+    after a start): that is asked again, every second, for up to ``unavailable_for`` seconds,
+    before the 503 is raised."""
     request = urllib.request.Request(url, headers=authorization(token))
-    with urllib.request.urlopen(request, timeout=timeout) as resp:
-        return json.load(resp)
+    deadline = time.monotonic() + unavailable_for
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                return json.load(resp)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() >= deadline:
+                raise
+            exc.close()
+            time.sleep(1)
 
 
 def authorized(header: str | None, token: Secret) -> bool:

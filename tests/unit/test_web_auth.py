@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
+import urllib.error
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,7 +16,13 @@ from aiohttp.test_utils import TestServer
 from signupflow.http_input import BodyRefused, read_body
 from signupflow.kafka_client import Secret
 from signupflow.settings import load_settings
-from signupflow.web_auth import WebTokenMissing, authorized, check_exposure, middleware
+from signupflow.web_auth import (
+    WebTokenMissing,
+    authorized,
+    check_exposure,
+    get_json,
+    middleware,
+)
 
 TOKEN = Secret("the-token")
 
@@ -153,3 +162,45 @@ async def test_a_body_over_the_limit_is_refused_declared_or_chunked() -> None:
     assert declared.startswith(b"HTTP/1.1 413"), declared
     assert chunked.startswith(b"HTTP/1.1 413"), chunked
     assert fits.startswith(b"HTTP/1.1 200") and fits.endswith(b"10"), fits
+
+
+class _Recovering(http.server.BaseHTTPRequestHandler):
+    """503 for the first ``unavailable`` requests (a table recovering), then a JSON answer."""
+
+    unavailable = 2
+    asked = 0
+
+    def do_GET(self) -> None:
+        type(self).asked += 1
+        status = 503 if type(self).asked <= type(self).unavailable else 200
+        body = b'{"error": "recovering"}' if status == 503 else b'{"count": 1}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("wait", "answer"), [(10.0, {"count": 1}), (0.0, 503)])
+def test_a_view_that_answers_503_is_asked_again_for_a_while(wait: float,
+                                                            answer: object) -> None:
+    _Recovering.asked = 0
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Recovering)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/partners/"
+    try:
+        if answer == 503:
+            with pytest.raises(urllib.error.HTTPError) as failed:
+                get_json(url, None, unavailable_for=wait)
+            failed.value.close()
+            assert failed.value.code == 503 and _Recovering.asked == 1
+        else:
+            assert get_json(url, None, unavailable_for=wait) == answer
+            assert _Recovering.asked == 3
+    finally:
+        server.shutdown()
+        server.server_close()
