@@ -681,8 +681,10 @@ def verify(settle: float, no_table: bool) -> None:
 @click.argument("who")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def trace(who: str, as_json: bool) -> None:
-    """Show where the signup WHO (a member uuid or an account's email) is, hop by hop.
+    """Follow member WHO (a uuid or an account's email) through every hop.
 
+    Every event of the member's life in order (its signup, each change, its deletion), with
+    its kind and version, and where each one is: auth's outbox, the topics, member, batch.
     Read from the databases and topics themselves (no tracing backend needed). Exits 1 if
     nothing is known about WHO.
     """

@@ -38,6 +38,7 @@ from signupflow.streams.common import (
     Resources,
     SendLetter,
     consuming,
+    letter_for,
     service_resources,
 )
 from signupflow.streams.stage import Stage
@@ -94,15 +95,14 @@ class BatchStage(Stage[PartnerEvent, Stored]):
         """The summaries changed or deleted, one write per partner (its last); a conflict
         with the summary is refused."""
         now = datetime.now(UTC)
-        pids = {e.partner_id for e in decoded.records}
+        tables = {p: self.partner_summary.get(p) for p in {e.partner_id for e in decoded.records}}
         deleted = await self.until_done("read tombstones", partial(
-            deleted_versions, engine, [p for p in pids if self.partner_summary.get(p) is None]))
-        state = {p: SummaryStep(self.partner_summary.get(p), deleted.get(p), "same")
-                 for p in pids}
-        latest: dict[str, tuple[PartnerSummary | Deletion, RawEvent]] = {}
+            deleted_versions, engine, [p for p, s in tables.items() if s is None]))
+        state = {p: SummaryStep(s, deleted.get(p), "same") for p, s in tables.items()}
+        latest: dict[str, tuple[PartnerSummary | Deletion, int]] = {}  # the write, its event
         conflicts: dict[int, str] = {}
-        outcomes: list[tuple[str, str]] = []
-        for i, (event, raw) in enumerate(zip(decoded.records, decoded.events, strict=True)):
+        outcomes: dict[int, tuple[str, str]] = {}
+        for i, event in enumerate(decoded.records):
             pid, before = event.partner_id, state[event.partner_id]
             try:
                 done = merge_partner(before.summary, before.deleted, event, now)
@@ -110,19 +110,25 @@ class BatchStage(Stage[PartnerEvent, Stored]):
                 conflicts[i] = str(exc)
                 continue
             state[pid] = done
-            outcomes.append((event.kind, OUTCOME[done.verdict]))
+            outcomes[i] = (event.kind, OUTCOME[done.verdict])
             if done.verdict == "applied":
                 latest[pid] = (done.summary if done.summary is not None
-                               else (pid, done.deleted or event.version), raw)
+                               else (pid, done.deleted or event.version), i)
         decoded.refuse(conflicts, self.service)
-        changed: Decoded[PartnerSummary | Deletion] = Decoded()
-        for write, raw in latest.values():
-            changed.records.append(write)
-            changed.events.append(raw)
-        refused = await self.write(changed.records, partial(save_summaries, engine), traced)
-        written = changed.refuse(refused, self.service)
-        decoded.dead.extend(changed.dead)
-        return Stored(written, outcomes)
+        writes = list(latest.values())
+        refused = await self.write([w for w, _ in writes], partial(self.save, engine), traced)
+        for n, reason in sorted(refused.items()):  # its event is a dead letter, not applied
+            i = writes[n][1]
+            decoded.dead.append(letter_for(decoded.events[i], reason, self.service))
+            del outcomes[i]
+        return Stored([(w, decoded.events[i]) for n, (w, i) in enumerate(writes)
+                       if n not in refused], list(outcomes.values()))
+
+    async def save(self, engine: AsyncEngine, writes: Sequence[PartnerSummary | Deletion]
+                   ) -> dict[int, str]:
+        """One write of summaries and deletions (the batch's, or a part of it
+        ``write_isolating`` tries alone); returns the ones refused by index, with why."""
+        return await save_summaries(engine, writes)
 
     def outcomes(self, stored: Stored) -> Iterable[tuple[str, str]]:
         return stored.outcomes

@@ -23,6 +23,7 @@ import pytest
 from signupflow.app import create_app
 from signupflow.dlq import dead_letter
 from signupflow.domain.per_minute import window_start
+from signupflow.metrics import REGISTRY
 from signupflow.migrations import upgrade
 from signupflow.models.events import PartnerChanged, PartnerCreated, PartnerDeleted, ProfileInsert
 from signupflow.settings import Settings, get_settings
@@ -195,19 +196,27 @@ async def test_member_dead_letters_bad_events_and_keeps_going(
     assert "not valid UTF-8 JSON" in reasons[0] and "role must be one of" in reasons[1]
 
 
-@pytest.fixture
-async def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                    ) -> AsyncIterator[dict[str, Any]]:
+@asynccontextmanager
+async def batch_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      stage_type: type[BatchStage] = BatchStage
+                      ) -> AsyncIterator[dict[str, Any]]:
     """A batch stage of its own on ``batch.db`` under ``tmp_path``; its dead letters and
     changelog records are recorded."""
     db = tmp_path / "batch.db"
     settings = service_settings(tmp_path, "batch", db)
     await upgrade(settings.database_url("batch"), "batch")
     dlq, changelog = Recorder(), Recorder()
-    stage = BatchStage.build(create_app("batch", settings), settings, send_letter=dlq.send)
-    async with stage_of(stage):
+    async with stage_of(stage_type.build(create_app("batch", settings), settings,
+                                         send_letter=dlq.send)) as stage:
         monkeypatch.setattr(stage.partner_summary, "send_changelog", changelog.send_changelog)
         yield {"db": db, "stage": stage, "dlq": dlq, "changelog": changelog}
+
+
+@pytest.fixture
+async def batch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                    ) -> AsyncIterator[dict[str, Any]]:
+    async with batch_stage(tmp_path, monkeypatch) as env:
+        yield env
 
 
 async def test_batch_keeps_one_summary_per_partner_in_table_and_db(
@@ -483,3 +492,44 @@ def test_expired_minutes_are_pruned_from_memory(member_env: dict[str, Any]) -> N
     data[(("PARTNER", 2), (float(stale), stale + 59.9))] = 5
     assert signups_per_minute.prune(member.signups, now) == 2
     assert dict(data) == {(("USER", 1), (float(fresh), fresh + 59.9)): 3}
+
+
+def batch_processed(kind: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("signupflow_events_total",
+                                     {"service": "batch", "kind": kind, "outcome": outcome}
+                                     ) or 0.0
+
+
+async def test_batch_counts_a_summary_the_database_refuses_as_a_dead_letter_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: an event whose summary the database refused was dead-lettered and counted as
+    applied too (its outcome was counted before the write)."""
+    from signupflow.streams import retry
+
+    monkeypatch.setattr(retry, "FIRST_DELAY", 0.0)
+    poison, good = (PartnerCreated(partner_id=str(uuid.uuid4()), nickname="amber_owl",
+                                   style_count=n, occurred_at=NOW) for n in (1, 2))
+
+    class Poisoned(BatchStage):
+        """A batch stage whose database cannot take ``poison``'s summary."""
+
+        async def save(self, engine: Any, writes: Sequence[Any]) -> dict[int, str]:
+            if any(getattr(w, "partner_id", None) == poison.partner_id for w in writes):
+                raise OverflowError("date value out of range")
+            return await super().save(engine, writes)
+
+    before = batch_processed("created", "applied"), batch_processed("created", "dead_lettered")
+    async with batch_stage(tmp_path, monkeypatch, Poisoned) as env, \
+            env["stage"].agent.test_context() as agent:
+        for event in (poison, good):
+            await agent.put(event.dumps(), key=event.partner_id.encode())
+        db = env["db"]
+        await until(lambda: len(rows(db, "SELECT * FROM partner_summary")) == 1)
+        await until(lambda: len(env["dlq"].sent) == 1)
+        await asyncio.sleep(0.2)
+        table = dict(env["stage"].partner_summary.data)
+    assert [key for key, _ in letters_of(env["dlq"])] == [poison.partner_id.encode()]
+    assert list(table) == [good.partner_id]
+    assert (batch_processed("created", "applied") - before[0],
+            batch_processed("created", "dead_lettered") - before[1]) == (1, 1)
