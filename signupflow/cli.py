@@ -727,21 +727,28 @@ def bench(signups: int, rate: float, http_signups: int, concurrency: int, flood_
           recovery_only: bool, as_json: bool) -> None:
     """Measure throughput and latency against a raw-client ceiling and a hand-written
     baseline, and a restart's recovery of the tables, on a private broker started for the
-    run."""
+    run. SIGINT, SIGTERM and SIGHUP stop it, and the broker and workers it started."""
     from signupflow.bench import render, render_recovery, run, run_recovery
+    from signupflow.supervisor import Stopped, stop_on_signals
 
     def progress(phase: str) -> None:
         click.echo(f"... {phase}", err=True)
 
     parts = partitions or get_settings().partitions
     try:
-        if recovery_only:
-            results = asyncio.run(run_recovery(table_entries, parts, progress))
-        else:
-            results = asyncio.run(run(signups, rate, http_signups, concurrency, parts,
-                                      progress, flood_clients, flood_seconds, table_entries))
+        with stop_on_signals():  # Python's default SIGTERM would orphan the broker and workers
+            if recovery_only:
+                results = asyncio.run(run_recovery(table_entries, parts, progress))
+            else:
+                results = asyncio.run(run(signups, rate, http_signups, concurrency, parts,
+                                          progress, flood_clients, flood_seconds,
+                                          table_entries))
     except (local_broker.BrokerError, RuntimeError, TimeoutError) as exc:
         fail(str(exc))
+    except Stopped as stop:
+        click.secho(f"{stop.signal.name}: benchmark stopped, and its broker and workers",
+                    fg="red", err=True)
+        sys.exit(128 + stop.signal.value)
     if as_json:
         click.echo(json.dumps(results))
     else:
