@@ -1,13 +1,13 @@
 """``signupflow bench``'s recovery phase: how long a restarted batch worker is without its
 table, and what it then holds in memory, with the table in memory and on disk side by side.
 
-For each store (``SIGNUPFLOW_TABLE_STORE``), a batch worker of its own (own app id, so its own
-consumer group and changelog; own database) summarises the same N partner-created events, is
-stopped (SIGTERM), and is started again: the figures are from the launch of the new process to
-the first key it serves (``GET /partners/<id>/`` 200, which needs every partition recovered),
-and its resident memory (``VmRSS``) at that moment. In memory, the restart replays the whole
-changelog; on disk, only what was written since the store's last offset (nothing, after a
-SIGTERM).
+A batch worker (its own app id, consumer group, changelog and database) summarises N
+partner-created events with its table on disk and is stopped (SIGTERM); it is then started
+again on each store (``SIGNUPFLOW_TABLE_STORE``) in turn, on that same changelog: the figures
+are from the launch of the new process to the first key it serves (``GET /partners/<id>/``
+200, which needs every partition recovered), and its resident memory (``VmRSS``) then. In
+memory, the restart replays the whole changelog; on disk, only what was written since the
+store's last offset (nothing, after a SIGTERM).
 """
 
 from __future__ import annotations
@@ -98,40 +98,40 @@ def serves(url: str) -> bool:
 
 
 async def recovery(env: Env, entries: int) -> dict[str, Any]:
-    """The recovery figures of both stores for a table of ``entries`` partners."""
+    """The recovery figures of both stores for one table of ``entries`` partners."""
     from signupflow.bench import produce
     from signupflow.topics import PARTNER_CREATED
 
     events = partner_events(entries)
     await produce(env.kafka, PARTNER_CREATED, events)
-    probe = f"/partners/{events[-1][0].decode()}/"
+    db = env.root / "data" / "batch-recovery.db"
+    worker_env = {**env.env, "SIGNUPFLOW_BATCH_APP_ID": "bench-batch-recovery",
+                  "SIGNUPFLOW_BATCH_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+    await upgrade(worker_env["SIGNUPFLOW_BATCH_DATABASE_URL"], "batch")  # its own database
+    log, url = env.log("batch-recovery"), env.url("batch")
+
+    proc = await asyncio.to_thread(start_worker, "batch", log, worker_env, "warn")
+    try:  # summarised once, by the default store: the same changelog for both restarts
+        await asyncio.to_thread(wait_http, url + "/", 90, proc)
+        await until(lambda: count_rows(db, "partner_summary") >= entries,
+                    f"{entries} summaries", proc, every=0.5)
+    finally:
+        await asyncio.to_thread(stop_process, proc)
+    probe = url + f"/partners/{events[-1][0].decode()}/"
     results: dict[str, Any] = {"recovery_entries": entries}
     for store in TABLE_STORES:
-        results.update(await restart(env, store, entries, probe))
+        results.update(await restart({**worker_env, "SIGNUPFLOW_TABLE_STORE": store}, store,
+                                     log, probe))
     return results
 
 
-async def restart(env: Env, store: TableStore, entries: int, probe: str) -> dict[str, float]:
-    """One store's figures: summarise, stop, start, first key served."""
-    db = env.root / "data" / f"batch-{store}.db"
-    worker_env = {**env.env, "SIGNUPFLOW_TABLE_STORE": store,
-                  "SIGNUPFLOW_BATCH_APP_ID": f"bench-batch-{store}",
-                  "SIGNUPFLOW_BATCH_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
-    log = env.log(f"batch-{store}")
-    url = env.url("batch")
-    await upgrade(worker_env["SIGNUPFLOW_BATCH_DATABASE_URL"], "batch")  # its own database
-
-    proc = await asyncio.to_thread(start_worker, "batch", log, worker_env, "warn")
-    try:
-        await asyncio.to_thread(wait_http, url + "/", 90, proc)
-        await until(lambda: count_rows(db, "partner_summary") >= entries,
-                    f"{entries} summaries ({store})", proc, every=0.5)
-    finally:
-        await asyncio.to_thread(stop_process, proc)
+async def restart(worker_env: dict[str, str], store: TableStore, log: Path, probe: str
+                  ) -> dict[str, float]:
+    """One store's figures: the batch worker started again on it, until ``probe`` answers."""
     launched = time.perf_counter()
     proc = await asyncio.to_thread(start_worker, "batch", log, worker_env, "warn")
     try:
-        served = await until(lambda: serves(url + probe),
+        served = await until(lambda: serves(probe),
                              f"a key served after the restart ({store})", proc)
         rss = rss_mib(proc.pid)
     finally:
