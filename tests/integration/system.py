@@ -150,8 +150,10 @@ class System:
 
     def start_extra(self, name: str, service: str, **env: str) -> None:
         """One more ``service`` worker, known as ``name`` (own web port and log); ``env`` adds
-        settings, e.g. another app id. In the same consumer group it shares the partitions."""
-        self.ports[name] = broker.free_port()
+        settings, e.g. another app id. In the same consumer group it shares the partitions.
+        Started again, it keeps its port, as a deployed worker does (and so its tables' store,
+        whose folder is named after the port)."""
+        self.ports.setdefault(name, broker.free_port())
         self.migrate(env)
         self.procs[name] = start_worker(
             service, self.log(name),

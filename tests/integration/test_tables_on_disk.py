@@ -138,3 +138,34 @@ def test_a_standby_serves_a_killed_workers_partitions_within_the_session_timeout
     assert set(taken_over) == {0, 1, 2, 3}, taken_over
     # its standby copies were warm: it read (nearly) nothing of the partitions it took over
     assert sum(n for n, _, _ in taken_over.values()) <= 4, taken_over
+
+
+def test_a_worker_given_back_the_partitions_it_held_reads_only_what_it_missed(
+        tmp_system: System) -> None:
+    """Two batch workers; one stops (SIGTERM), the other takes its partitions and summarises
+    more partners; the first comes back: for the partitions it gets again it reuses its store
+    and reads only the changelog written while it was away (not from the first record)."""
+    tmp_system.start()
+    tmp_system.start_extra("batch-2", "batch")
+    assert finish(tmp_system.signup(600, seed=44)) == 600
+    tmp_system.assert_exactly(600, seed=44)
+    partners = tmp_system.count("batch", "partner_summary")
+    tmp_system.wait_until(lambda: served(tmp_system, "batch-2") == partners, 60,
+                          "both workers serving")
+    tmp_system.stop("batch-2")
+    assert finish(tmp_system.signup(600, seed=45)) == 600  # while batch-2 is away
+    tmp_system.wait_until(lambda: tmp_system.profiles() == 1200, 180, "1200 profiles")
+    partners = tmp_system.count("member", "partner_profile")
+    tmp_system.wait_until(lambda: tmp_system.count("batch", "partner_summary") == partners,
+                          120, "one summary per partner")
+    log = tmp_system.log("batch-2")
+    since = size(log)
+    tmp_system.start_extra("batch-2", "batch")
+    tmp_system.wait_until(lambda: served(tmp_system, "batch-2") == partners
+                          and bool(plans(log, since)), 90, "batch-2 back and serving")
+    back = plans(log, since)[0]  # its recovery of what it was given on its return
+    assert back, back
+    assert all(start > 0 for _, start, _ in back.values()), back  # from its store's offset
+    assert sum(n for n, _, _ in back.values()) < sum(end + 1 for _, _, end in back.values())
+    assert sum(n for n, _, _ in back.values()) > 0, back  # it had missed some: it read them
+    tmp_system.assert_consistent()
