@@ -17,6 +17,7 @@ import faust
 from faust.types import TransportT
 
 from signupflow import liveness, tracing, transport, web_auth
+from signupflow.identity import name_the_process
 from signupflow.kafka_client import KafkaAccess
 from signupflow.outages import Outage, RepeatFilter
 from signupflow.probes import Check, Refresher, broker_check, register_probes
@@ -263,8 +264,8 @@ def create_app(
         web_host=s.web_advertised_host,
         web_port=s.web_ports[service],
         web_in_thread=False,
-        web_application_options={"middlewares": [*middlewares,
-                                                  web_auth.middleware(s.web_token)]},
+        web_application_options={"middlewares": [
+            name_the_process, *middlewares, web_auth.middleware(s.web_token)]},
         autodiscover=False,
         origin="signupflow",
         Worker=Worker,

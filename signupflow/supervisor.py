@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from pathlib import Path
 from types import FrameType
 
+from signupflow.identity import PID_HEADER
 from signupflow.outages import TRANSITION
 from signupflow.settings import PREFIX, PRINCIPALS, SERVICES
 from signupflow.streams.retry import Backoff
@@ -55,29 +56,39 @@ def start_process(command: list[str], log_path: Path,
         )
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
+def http_answer(url: str, timeout: float = 2.0) -> str | None:
+    """The pid an answer of ``url`` names (:data:`PID_HEADER`; ``""`` if it names none), or
+    None if nothing answers, or answers 5xx. A 4xx counts as an answer (401 when the views
+    need a token)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            status: int = resp.status
-            return 200 <= status < 500
-    except urllib.error.HTTPError as exc:  # it answered (401 when the views need a token)
+            return str(resp.headers.get(PID_HEADER, ""))
+    except urllib.error.HTTPError as exc:
         exc.close()
-        return exc.code < 500
+        return str(exc.headers.get(PID_HEADER, "")) if exc.code < 500 else None
     except (OSError, ValueError):
-        return False
+        return None
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait until ``url`` answers; raise if it does not in time or the process dies."""
+    """Wait until ``url`` answers (from ``proc``, if given); raise if it does not in time or
+    the process dies. Another program answering on that port is not ``proc``: found when a
+    worker could not bind its port and the harness took a neighbour's answer for its own."""
     deadline = time.monotonic() + timeout
+    stranger = ""
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} "
-                               f"before {url} answered")
-        if http_ok(url):
+                               f"before {url} answered{stranger}")
+        pid = http_answer(url)
+        if pid is not None and (proc is None or pid == str(proc.pid)):
             return
+        if pid is not None:
+            stranger = (f" (another program answers there: "
+                        f"{'process ' + pid if pid else 'not a signupflow worker'}; is the "
+                        "port taken?)")
         time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s{stranger}")
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:

@@ -5,15 +5,18 @@ the outages' transitions from the workers' logs."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from signupflow.identity import PID_HEADER
 from signupflow.supervisor import (
     LogFollower,
     Restarts,
@@ -27,6 +30,7 @@ from signupflow.supervisor import (
     stop_processes,
     supervise,
     transition,
+    wait_http,
 )
 
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
@@ -162,3 +166,52 @@ def test_an_ignored_sigint_is_handled_but_an_ignored_sighup_stays_ignored_for_no
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def answering(headers: dict[str, str]) -> tuple[http.server.HTTPServer, str]:
+    """An HTTP server on a free loopback port, in a thread, answering 200 with ``headers``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+@pytest.mark.parametrize("headers, says", [
+    ({}, "not a signupflow worker"),
+    ({PID_HEADER: "1"}, "process 1"),
+])
+def test_an_answer_from_another_program_on_the_port_is_not_the_worker_up(
+        headers: dict[str, str], says: str) -> None:
+    """Finding: a worker that could not bind its port (taken meanwhile) was taken for up,
+    because another worker answered there; its signups then went to a stranger."""
+    proc = spawn(POLITE)
+    server, url = answering(headers)
+    try:
+        with pytest.raises(TimeoutError, match=f"another program answers there: {says}"):
+            wait_http(url, 1.0, proc)
+    finally:
+        server.shutdown()
+        server.server_close()
+        stop_process(proc)
+
+
+def test_the_workers_own_answer_is_up() -> None:
+    proc = spawn(POLITE)
+    server, url = answering({PID_HEADER: str(proc.pid)})
+    try:
+        wait_http(url, 5.0, proc)
+        wait_http(url, 5.0)  # without a process: any answer
+    finally:
+        server.shutdown()
+        server.server_close()
+        stop_process(proc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import os
 import threading
 import urllib.error
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from signupflow.http_input import BodyRefused, read_body
+from signupflow.identity import PID_HEADER, name_the_process
 from signupflow.kafka_client import Secret
 from signupflow.settings import load_settings
 from signupflow.web_auth import (
@@ -32,7 +34,7 @@ async def ok(_request: web.Request) -> web.Response:
 
 
 async def serve(token: Secret | None) -> TestServer:
-    app = web.Application(middlewares=[middleware(token)])
+    app = web.Application(middlewares=[name_the_process, middleware(token)])  # as create_app
     for path in ("/health", "/ready", "/signup", "/console", "/metrics", "/partners/",
                  "/console/data", "/accounts/{uuid}", "/accountsx"):
         app.router.add_get(path, ok)
@@ -204,3 +206,11 @@ def test_a_view_that_answers_503_is_asked_again_for_a_while(wait: float,
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("path, code", [("/metrics", 401), ("/health", 200)])
+async def test_every_answer_names_the_workers_pid(protected: TestServer, path: str,
+                                                  code: int) -> None:
+    async with aiohttp.ClientSession() as session, session.get(
+            protected.make_url(path)) as resp:
+        assert (resp.status, resp.headers.get(PID_HEADER)) == (code, str(os.getpid()))
