@@ -55,6 +55,18 @@ def served(system: System, name: str) -> int | None:
         return None
 
 
+def two_batch_workers_serving(system: System, seed: int) -> int:
+    """The system with a second batch worker, 600 signups stored, both workers serving every
+    partner; returns how many partners."""
+    system.start()
+    system.start_extra("batch-2", "batch")
+    assert finish(system.signup(600, seed=seed)) == 600
+    system.assert_exactly(600, seed=seed)
+    partners = system.count("batch", "partner_summary")
+    system.wait_until(lambda: served(system, "batch-2") == partners, 60, "both workers serving")
+    return partners
+
+
 def test_batch_killed_mid_load_loses_nothing_and_its_restarts_read_only_the_tail(
         tmp_system: System) -> None:
     tmp_system.start()
@@ -118,13 +130,7 @@ def test_a_store_deleted_truncated_or_from_another_cluster_is_rebuilt_exactly(
 def test_a_standby_serves_a_killed_workers_partitions_within_the_session_timeout(
         tmp_system: System) -> None:
     session_timeout = float(tmp_system.env["SIGNUPFLOW_SESSION_TIMEOUT"])
-    tmp_system.start()
-    tmp_system.start_extra("batch-2", "batch")
-    assert finish(tmp_system.signup(600, seed=43)) == 600
-    tmp_system.assert_exactly(600, seed=43)
-    partners = tmp_system.count("batch", "partner_summary")
-    tmp_system.wait_until(lambda: served(tmp_system, "batch-2") == partners, 60,
-                          "both workers serving")
+    partners = two_batch_workers_serving(tmp_system, seed=43)
     log = tmp_system.log("batch-2")
     since = size(log)
     killed = time.monotonic()
@@ -145,13 +151,7 @@ def test_a_worker_given_back_the_partitions_it_held_reads_only_what_it_missed(
     """Two batch workers; one stops (SIGTERM), the other takes its partitions and summarises
     more partners; the first comes back: for the partitions it gets again it reuses its store
     and reads only the changelog written while it was away (not from the first record)."""
-    tmp_system.start()
-    tmp_system.start_extra("batch-2", "batch")
-    assert finish(tmp_system.signup(600, seed=44)) == 600
-    tmp_system.assert_exactly(600, seed=44)
-    partners = tmp_system.count("batch", "partner_summary")
-    tmp_system.wait_until(lambda: served(tmp_system, "batch-2") == partners, 60,
-                          "both workers serving")
+    partners = two_batch_workers_serving(tmp_system, seed=44)
     tmp_system.stop("batch-2")
     assert finish(tmp_system.signup(600, seed=45)) == 600  # while batch-2 is away
     tmp_system.wait_until(lambda: tmp_system.profiles() == 1200, 180, "1200 profiles")
