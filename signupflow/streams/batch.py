@@ -38,7 +38,6 @@ from signupflow.streams.common import (
     Resources,
     SendLetter,
     consuming,
-    letter_for,
     service_resources,
 )
 from signupflow.streams.stage import Stage
@@ -117,9 +116,9 @@ class BatchStage(Stage[PartnerEvent, Stored]):
         decoded.refuse(conflicts, self.service)
         writes = list(latest.values())
         refused = await self.write([w for w, _ in writes], partial(self.save, engine), traced)
-        for n, reason in sorted(refused.items()):  # its event is a dead letter, not applied
-            i = writes[n][1]
-            decoded.dead.append(letter_for(decoded.events[i], reason, self.service))
+        dead = {writes[n][1]: reason for n, reason in refused.items()}  # by event index
+        decoded.refuse(dead, self.service)
+        for i in dead:  # a dead letter, not applied
             del outcomes[i]
         return Stored([(w, decoded.events[i]) for n, (w, i) in enumerate(writes)
                        if n not in refused], list(outcomes.values()))
