@@ -25,7 +25,9 @@ With (1) alone a dropped message would stall the partition's commits instead of 
 (2) keeps it from being dropped. docs/decisions/rebalance-offsets.md has the details.
 
 Also, aiokafka is never asked for the records of "every partition" when Faust's set of active
-partitions empties during a fetch (:class:`ActivePartitions`).
+partitions empties during a fetch (:class:`ActivePartitions`), and the seek that ends a
+rebalance never moves a committed offset back under a commit made meanwhile
+(:meth:`Consumer.perform_seek`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ from mode.utils.times import Seconds
 #: Seconds the unprocessed head of a partition may hold back its commits, while no stream
 #: holds it, before the partition is read again from there.
 HEAD_LOST_AFTER = 10.0
+
+
+def newer_commit(known: int | None, answer: int | None) -> int | None:
+    """The committed offset to keep of the one this worker knows (``None``: none since it was
+    given the partition) and the coordinator's answer: the later one (see
+    :meth:`Consumer.perform_seek`)."""
+    if known is None:
+        return answer
+    return known if answer is None else max(known, answer)
 
 
 class ReadOffsets(defaultdict[TP, int | None]):
@@ -263,15 +274,30 @@ class Consumer(aiokafka.Consumer):
         return committed
 
     async def perform_seek(self) -> None:
-        """Faust's, but for the read offsets: each was set where its seek was made, and
-        records from there may have been handed out since; setting them again here would
-        rewind them under those (a "gap" then, and a spurious log line)."""
-        committed = await self.seek_to_committed()
-        self._committed_offset.update({ensure_TP(tp): offset if offset else None
-                                       for tp, offset in committed.items() if offset is not None})
+        """Faust's, with two differences.
+
+        The read offsets are left alone: each was set where its seek was made, and records
+        from there may have been handed out since; setting them again here would rewind them
+        under those (a "gap" then, and a spurious log line).
+
+        A committed offset never moves back. aiokafka asks the coordinator for one partition
+        at a time, and seeks each as its answer comes: a commit of this worker can land
+        between an answer and the end of the whole seek (the commit timer runs on), and the
+        records the seek reads again are then processed, their acknowledgements refused as
+        below the newer commit. Faust then set the older answer as committed: the head
+        waited for an acknowledgement that had been refused, and the partition's commits
+        stopped until it was read again 10 s later (``never reached the agent``, with no skip
+        before it, on a worker's fresh assignment: the joining and leaving soaks). The newer
+        commit is right: every offset below it was acknowledged, so processed.
+        """
+        answers = {ensure_TP(tp): offset if offset else None
+                   for tp, offset in (await self.seek_to_committed()).items()
+                   if offset is not None}
         # after that, which reads a committed 0 as "nothing committed"
-        self._committed_offset.update(self._read_from_start)
+        answers.update(self._read_from_start)
         self._read_from_start = {}
+        for tp, offset in answers.items():
+            self._committed_offset[tp] = newer_commit(self._committed_offset.get(tp), offset)
 
     async def _getmany(
         self, active_partitions: set[TP] | None, timeout: float  # noqa: ASYNC109 - Faust's

@@ -102,6 +102,32 @@ class Driver:
         return dict(self.committed)
 
 
+class OneAtATime(Driver):
+    """aiokafka's seek to the committed offsets as it is made: one coordinator round trip per
+    partition, each partition sought as its answer comes; the answer for ``held`` waits for
+    ``answered``."""
+
+    def __init__(self, fetcher: Fetcher, committed: dict[TP, int | None], held: TP) -> None:
+        super().__init__(fetcher, committed)
+        self.held = held
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        for tp, offset in self.committed.items():
+            if tp == self.held:
+                await self.answered.wait()
+            await asyncio.sleep(0)  # the round trip
+            if offset and offset > 0:
+                self._fetcher.seek_to(tp, offset)
+        return dict(self.committed)
+
+
+class Acknowledged:
+    """A message as the agent acknowledges it (Faust's ``Consumer.ack``)."""
+
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.tp, self.offset, self.topic, self.acked = tp, offset, tp.topic, False
+
+
 @pytest.fixture
 async def consumer(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Consumer]:
     consumer = batch.app.consumer
@@ -354,3 +380,41 @@ async def test_records_of_a_paused_partition_are_not_consumed_once_none_is_activ
     handed = await drain(consumer, driver, lambda offset: None)
 
     assert handed == list(range(10, 20))
+
+
+async def test_a_commit_landing_during_the_seek_is_not_undone_by_its_older_answer(
+    consumer: Consumer,
+) -> None:
+    """A worker's fresh assignment (the joining and leaving soaks' "never reached the agent"
+    with no skip before it). Recovery resumes the stream partitions, then seeks them to their
+    committed offsets. 66..71 are handed out from aiokafka's own position (66) and processed
+    first; the commit timer commits 72; the coordinator's answer for TP0 (66, from before that
+    commit) seeks it back, and 66..71 are processed again while TP1's answer is on its way:
+    their acknowledgements are refused, below the committed 72. Stock Faust then set the
+    older 66 as committed, and the partition's commits waited for an acknowledgement of 66
+    that had already been refused."""
+    fetcher = Fetcher({TP0: list(range(66, 76)), TP1: [10]}, {TP0: 66, TP1: 11})
+    driver = OneAtATime(fetcher, {TP0: 66, TP1: 11}, held=TP1)
+    seeking: list[asyncio.Task[None]] = []
+    seen: list[int] = []
+
+    async def agent(offset: int) -> None:
+        seen.append(offset)
+        consumer.ack(cast(Any, Acknowledged(TP0, offset)))
+        if len(seen) == 6:  # 66..71 processed once
+            committed = consumer._new_offset(TP0)
+            assert committed == 72
+            consumer._committed_offset[TP0] = committed  # as Faust's _commit_offsets
+            seeking.append(asyncio.get_running_loop().create_task(consumer.perform_seek()))
+            for _ in range(3):
+                await asyncio.sleep(0)  # TP0 sought back to 66; TP1's answer on its way
+        if len(seen) == 12:  # 66..71 processed again
+            driver.answered.set()
+            await seeking[0]
+
+    handed = await drain(consumer, driver, agent)
+
+    assert handed == [*range(66, 72), *range(66, 76)]
+    assert fetcher.sought == [(TP0, 66), (TP1, 11)]
+    assert consumer._committed_offset[TP0] == 72
+    assert consumer._new_offset(TP0) == 76  # 72..75 commit; nothing waits for 66

@@ -167,6 +167,14 @@ async def test_a_head_in_flight_is_waited_for(
     assert seeks.sought == []  # a slow batch (an outage, say) is not a lost event
 
 
+@pytest.mark.parametrize(("known", "answer", "kept"), [
+    (None, 66, 66), (None, None, None), (72, 66, 72), (66, 72, 72), (72, None, 72)])
+def test_the_later_of_a_known_commit_and_the_coordinators_answer_is_kept(
+    known: int | None, answer: int | None, kept: int | None,
+) -> None:
+    assert transport.newer_commit(known, answer) == kept
+
+
 def test_the_apps_producer_is_idempotent_with_acks_all() -> None:
     """A send retried after a broker failed over is written once (needs a replicated cluster
     to matter; Faust asks for idempotence only in exactly_once mode)."""
