@@ -286,9 +286,10 @@ class Consumer(aiokafka.Consumer):
         records the seek reads again are then processed, their acknowledgements refused as
         below the newer commit. Faust then set the older answer as committed: the head
         waited for an acknowledgement that had been refused, and the partition's commits
-        stopped until it was read again 10 s later (``never reached the agent``, with no skip
-        before it, on a worker's fresh assignment: the joining and leaving soaks). The newer
-        commit is right: every offset below it was acknowledged, so processed.
+        stopped until it was read again 10 s later (``never reached the agent`` with no skip
+        before it, as the joining and leaving soaks log on a fresh assignment; this race is one
+        way to get there, docs/decisions/direct-hand-off.md). The newer commit is right: every
+        offset below it was acknowledged, so processed.
         """
         answers = {ensure_TP(tp): offset if offset else None
                    for tp, offset in (await self.seek_to_committed()).items()
