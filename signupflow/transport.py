@@ -217,10 +217,21 @@ class Consumer(aiokafka.Consumer):
             return
         self._blocked_since.pop(tp, None)
         self.log.warning("%s: the event at offset %d never reached the agent while later ones "
-                         "did; reading the partition again from %d", tp, committed, committed)
+                         "did; reading the partition again from %d (%s)", tp, committed,
+                         committed, self.books(tp))
         task = asyncio.get_running_loop().create_task(self.seek(tp, committed))
         self._reading_again.add(task)
         task.add_done_callback(self._reading_again.discard)
+
+    def books(self, tp: TP) -> str:
+        """What the consumer holds of ``tp``, for the log: which path left its head
+        unacknowledged (docs/decisions/direct-hand-off.md, "Still open")."""
+        acked = sorted(self._acked.get(tp, ()))
+        head = self._committed_offset.get(tp)
+        return (f"acknowledged {len(acked)}, from {acked[:5]}; the head "
+                f"{'is' if head in self._acked_index.get(tp, ()) else 'is not'} among the "
+                f"acknowledged offsets; read offset {self._read_offset.get(tp)}; "
+                f"{self.moves(tp)} seeks")
 
     # --- 2. nothing fetched before a seek is handed out after it --------------------------
     def _new_consumer_thread(self) -> ConsumerThread:

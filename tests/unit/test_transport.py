@@ -137,7 +137,7 @@ def seeks(consumer: Consumer, monkeypatch: pytest.MonkeyPatch) -> Seeks:
 
 
 async def test_a_head_that_never_reached_the_agent_is_read_again(
-    consumer: Consumer, seeks: Seeks
+    consumer: Consumer, seeks: Seeks, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Later events acknowledged, the head neither acknowledged nor in flight: after
     HEAD_LOST_AFTER seconds the partition is read again from the head (it was dropped)."""
@@ -152,6 +152,8 @@ async def test_a_head_that_never_reached_the_agent_is_read_again(
     for _ in range(3):
         await asyncio.sleep(0)
     assert seeks.sought == [(TP0, 40)]
+    warning, = (r.getMessage() for r in caplog.records if "never reached" in r.getMessage())
+    assert "acknowledged 3, from [41, 42, 43]; the head is not among" in warning
 
 
 async def test_a_head_in_flight_is_waited_for(
